@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Install the Debian packages tls-echod needs to build and test.
+#
+# usage: scripts/install-deps.sh [EXTRA_PACKAGE...]
+#
+# Idempotent and quick when nothing is missing: one dpkg-query, no apt.
+# Otherwise runs `apt-get update` and installs only the missing packages
+# (as root, or through sudo).  Extra package names given as arguments are
+# installed the same way (scripts/install-deps.sh redis-server).
+set -euo pipefail
+
+readonly PROG=${0##*/}
+
+packages=(
+    build-essential pkg-config
+    libconfig-dev libsystemd-dev check # libraries and the unit-test framework
+    openssl libssl-dev                 # test certificates, interop tests
+    dpkg-dev bzip2 xz-utils debian-archive-keyring # scripts/build-mbedtls.sh (apt-get source)
+    ca-certificates
+    valgrind
+    systemd # systemd-notify, systemd-analyze
+    procps
+    python3
+)
+
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+for arg in "$@"; do
+    case $arg in
+        -h|--help) printf 'usage: %s [EXTRA_PACKAGE...]\n' "$PROG"; exit 0 ;;
+        -*) die "unknown option: $arg" ;;
+        *) packages+=("$arg") ;;
+    esac
+done
+
+# Packages dpkg knows as installed; unknown names make dpkg-query complain on
+# stderr and exit 1, which only means they are missing.
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null || true)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    name=${pkg%%:*} # tolerate an architecture qualifier (foo:amd64)
+    if ! grep -qx "$name install ok installed" <<<"$installed"; then
+        [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "$PROG: all build dependencies present"
+    exit 0
+fi
+
+sudo=()
+if ((EUID != 0)); then
+    command -v sudo >/dev/null 2>&1 ||
+        die "need root or sudo to install: ${missing[*]}"
+    sudo=(sudo)
+fi
+
+# apt's chatter goes to a log that is shown only when something fails.
+log=$(mktemp "${TMPDIR:-/tmp}/install-deps.XXXXXX")
+trap 'rm -f "$log"' EXIT
+apt_get() {
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=600 -q "$@" >>"$log" 2>&1 || {
+        cat "$log" >&2
+        die "apt-get $1 failed (wanted: ${missing[*]})"
+    }
+}
+apt_get update
+apt_get install -y --no-install-recommends "${missing[@]}"
+
+echo "$PROG: installed ${missing[*]}"

@@ -1,0 +1,822 @@
+/*
+ * config: libconfig file -> validated, immutable settings.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_SHUTDOWN_TIMEOUT_MS 30000u
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
+#define DEFAULT_IDLE_TIMEOUT_MS 300000u
+#define DEFAULT_MAX_CONNECTIONS 10000u
+#define MAX_WORKERS 256u
+#define MAX_LISTENERS 256u
+
+/* State of one load: where messages go and what relative paths hang off. */
+struct loader {
+	const char *path;
+	char *dir; /* folder of the config file, for relative paths */
+	char *err;
+	size_t errlen;
+};
+
+/* Global defaults a listener inherits. */
+struct defaults {
+	unsigned handshake_timeout_ms;
+	unsigned idle_timeout_ms;
+	unsigned max_connections;
+};
+
+static const char *const global_keys[] = {
+	"workers", "user", "group", "log", "shutdown_timeout",
+	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
+	NULL,
+};
+static const char *const listener_keys[] = {
+	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
+	"idle_timeout", "max_connections", NULL,
+};
+static const char *const tls_keys[] = { "cert", "key", "ca", NULL };
+
+/*
+ * The file ${s} was read from, as a path the operator can open: libconfig
+ * keeps @include names as written, relative to the config's folder.
+ */
+static void
+source_file(const struct loader *l, const config_setting_t *s, char *buf,
+    size_t len)
+{
+	const char *f = s ? config_setting_source_file(s) : NULL;
+
+	if (f == NULL || strcmp(f, l->path) == 0)
+		snprintf(buf, len, "%s", l->path);
+	else if (f[0] == '/' || l->dir == NULL)
+		snprintf(buf, len, "%s", f);
+	else
+		snprintf(buf, len, "%s/%s", l->dir, f);
+}
+
+/* Report "file:line: setting: message" for ${s} (NULL: no setting). */
+static void __attribute__((format(printf, 3, 4)))
+fail(struct loader *l, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[512], file[PATH_MAX];
+	va_list ap;
+	int line = 0;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	source_file(l, s, file, sizeof(file));
+	if (s != NULL)
+		line = (int)config_setting_source_line(s);
+	if (line > 0)
+		snprintf(l->err, l->errlen, "%s:%d: %s", file, line, msg);
+	else
+		snprintf(l->err, l->errlen, "%s: %s", file, msg);
+}
+
+/* Dotted name of ${s} for messages: "listeners[1].tls.key". */
+static void
+setting_path(const config_setting_t *s, char *buf, size_t len)
+{
+	const config_setting_t *chain[16];
+	size_t n = 0, off = 0;
+
+	buf[0] = '\0';
+	for (; s != NULL && config_setting_parent(s) != NULL && n < 16;
+	    s = config_setting_parent(s))
+		chain[n++] = s;
+	while (n-- > 0 && off < len) {
+		const char *name = config_setting_name(chain[n]);
+		int w;
+
+		if (name != NULL)
+			w = snprintf(buf + off, len - off, "%s%s",
+			    off ? "." : "", name);
+		else
+			w = snprintf(buf + off, len - off, "[%d]",
+			    config_setting_index(chain[n]));
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+static const char *
+type_name(int type)
+{
+	switch (type) {
+	case CONFIG_TYPE_GROUP: return "a group { ... }";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64: return "an integer";
+	case CONFIG_TYPE_FLOAT: return "a number";
+	case CONFIG_TYPE_STRING: return "a string";
+	case CONFIG_TYPE_BOOL: return "a boolean";
+	case CONFIG_TYPE_ARRAY: return "an array [ ... ]";
+	case CONFIG_TYPE_LIST: return "a list ( ... )";
+	default: return "an unknown type";
+	}
+}
+
+/* Refuse members of group ${g} not in ${known}: typos must not pass. */
+static int
+check_keys(struct loader *l, const config_setting_t *g,
+    const char *const *known)
+{
+	int i, n = config_setting_length(g);
+
+	for (i = 0; i < n; i++) {
+		const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(m);
+		const char *const *k;
+		char where[128];
+
+		for (k = known; *k != NULL; k++)
+			if (strcmp(*k, name) == 0)
+				break;
+		if (*k != NULL)
+			continue;
+		{
+			char allowed[256];
+			size_t off = 0;
+
+			allowed[0] = '\0';
+			for (k = known; *k != NULL && off < sizeof(allowed); k++) {
+				int w = snprintf(allowed + off,
+				    sizeof(allowed) - off, "%s%s",
+				    k == known ? "" : ", ", *k);
+
+				if (w < 0)
+					break;
+				off += (size_t)w;
+			}
+			setting_path(m, where, sizeof(where));
+			fail(l, m, "%s: unknown setting (known here: %s)",
+			    where, allowed);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/* Member ${name} of ${g} if present and of type ${type}; NULL if absent. */
+static int
+get_typed(struct loader *l, const config_setting_t *g, const char *name,
+    int type, config_setting_t **ret)
+{
+	config_setting_t *s = config_setting_get_member(g, name);
+	char where[128];
+
+	*ret = s;
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) == type)
+		return 0;
+	setting_path(s, where, sizeof(where));
+	fail(l, s, "%s: must be %s, not %s", where, type_name(type),
+	    type_name(config_setting_type(s)));
+	return -1;
+}
+
+static int
+get_string(struct loader *l, const config_setting_t *g, const char *name,
+    bool required, const char **ret, config_setting_t **ret_s)
+{
+	config_setting_t *s;
+
+	if (get_typed(l, g, name, CONFIG_TYPE_STRING, &s) != 0)
+		return -1;
+	if (s == NULL) {
+		if (required) {
+			char where[128];
+
+			setting_path(g, where, sizeof(where));
+			fail(l, g, "%s%s%s: required setting missing",
+			    where, where[0] ? "." : "", name);
+			return -1;
+		}
+		*ret = NULL;
+	} else
+		*ret = config_setting_get_string(s);
+	if (ret_s != NULL)
+		*ret_s = s;
+	return 0;
+}
+
+/* An integer in [min, max]; ${*ret} unchanged when absent. */
+static int
+get_uint(struct loader *l, const config_setting_t *g, const char *name,
+    unsigned min, unsigned max, unsigned *ret)
+{
+	config_setting_t *s = config_setting_get_member(g, name);
+	char where[128];
+	long long v;
+
+	if (s == NULL)
+		return 0;
+	setting_path(s, where, sizeof(where));
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64) {
+		fail(l, s, "%s: must be an integer, not %s", where,
+		    type_name(config_setting_type(s)));
+		return -1;
+	}
+	v = config_setting_get_int64(s);
+	if (v < (long long)min || v > (long long)max) {
+		fail(l, s, "%s: %lld is out of range (%u to %u)", where, v,
+		    min, max);
+		return -1;
+	}
+	*ret = (unsigned)v;
+	return 0;
+}
+
+/* Seconds (integer or decimal) in [min_ms, max_ms], stored as milliseconds. */
+static int
+get_seconds(struct loader *l, const config_setting_t *g, const char *name,
+    unsigned min_ms, unsigned max_ms, unsigned *ret_ms)
+{
+	config_setting_t *s = config_setting_get_member(g, name);
+	char where[128];
+	double v;
+
+	if (s == NULL)
+		return 0;
+	setting_path(s, where, sizeof(where));
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		v = (double)config_setting_get_int64(s);
+		break;
+	case CONFIG_TYPE_FLOAT:
+		v = config_setting_get_float(s);
+		break;
+	default:
+		fail(l, s, "%s: must be a number of seconds, not %s", where,
+		    type_name(config_setting_type(s)));
+		return -1;
+	}
+	if (!isfinite(v) || v * 1000.0 < (double)min_ms ||
+	    v * 1000.0 > (double)max_ms) {
+		fail(l, s, "%s: %g seconds is out of range (%g to %g)", where,
+		    v, min_ms / 1000.0, max_ms / 1000.0);
+		return -1;
+	}
+	*ret_ms = (unsigned)lround(v * 1000.0);
+	return 0;
+}
+
+static char *
+xstrdup(struct loader *l, const char *s)
+{
+	char *d = strdup(s);
+
+	if (d == NULL)
+		snprintf(l->err, l->errlen, "%s: out of memory", l->path);
+	return d;
+}
+
+/* Parse "host:port": IPv4 literal, "[v6]:port", "*:port", "localhost:port". */
+static int
+parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+    const char **why)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon, *port_s;
+	size_t hlen;
+	char *end;
+	unsigned long port;
+	bool bracketed = s[0] == '[';
+
+	memset(ss, 0, sizeof(*ss));
+	if (bracketed) {
+		const char *rb = strchr(s, ']');
+
+		if (rb == NULL || rb[1] != ':') {
+			*why = "expected \"[IPv6]:port\"";
+			return -1;
+		}
+		hlen = (size_t)(rb - s - 1);
+		colon = rb + 1;
+		s++;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL) {
+			*why = "expected \"address:port\" (port missing)";
+			return -1;
+		}
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= sizeof(host)) {
+		*why = "bad host part (use an IP address, \"localhost\" or \"*\")";
+		return -1;
+	}
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	port_s = colon + 1;
+	errno = 0;
+	port = strtoul(port_s, &end, 10);
+	if (*port_s == '\0' || *end != '\0' || errno != 0 || port > 65535 ||
+	    port_s[0] == '-' || port_s[0] == '+') {
+		*why = "port must be a number from 0 to 65535";
+		return -1;
+	}
+	if (strcmp(host, "*") == 0) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+		/* Dual-stack wildcard; net binds it with IPV6_V6ONLY off. */
+		a6->sin6_family = AF_INET6;
+		a6->sin6_addr = in6addr_any;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	if (strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	{
+		struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+		if (!bracketed && inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+			a4->sin_family = AF_INET;
+			a4->sin_port = htons((uint16_t)port);
+			*len = sizeof(*a4);
+			return 0;
+		}
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+			a6->sin6_family = AF_INET6;
+			a6->sin6_port = htons((uint16_t)port);
+			*len = sizeof(*a6);
+			return 0;
+		}
+	}
+	*why = "not an IP address (use an IPv4 address, [IPv6], \"localhost\" or \"*\")";
+	return -1;
+}
+
+static bool
+addr_is_any(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+static uint16_t
+addr_port(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)a)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+}
+
+/* True if binding both would clash: same address and port, or a wildcard. */
+static bool
+addr_clash(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (addr_port(a) == 0 || addr_port(a) != addr_port(b))
+		return false;
+	if ((addr_is_any(a) && a->ss_family == AF_INET6) ||
+	    (addr_is_any(b) && b->ss_family == AF_INET6))
+		return true; /* "*" is dual-stack */
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (addr_is_any(a) || addr_is_any(b))
+		return true;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+	    &((const struct sockaddr_in6 *)b)->sin6_addr,
+	    sizeof(struct in6_addr)) == 0;
+}
+
+/* Resolve ${value} against the config's folder and check it is readable. */
+static int
+load_file(struct loader *l, const config_setting_t *tls, const char *name,
+    struct cfg_file *f)
+{
+	const char *value;
+	config_setting_t *s;
+	char where[128];
+
+	if (get_string(l, tls, name, true, &value, &s) != 0)
+		return -1;
+	setting_path(s, where, sizeof(where));
+	if (value[0] == '\0') {
+		fail(l, s, "%s: empty file name", where);
+		return -1;
+	}
+	if (value[0] == '/' || l->dir == NULL)
+		f->path = xstrdup(l, value);
+	else {
+		size_t n = strlen(l->dir) + strlen(value) + 2;
+
+		f->path = malloc(n);
+		if (f->path != NULL)
+			snprintf(f->path, n, "%s/%s", l->dir, value);
+		else
+			snprintf(l->err, l->errlen, "%s: out of memory", l->path);
+	}
+	f->setting = xstrdup(l, where);
+	f->line = (int)config_setting_source_line(s);
+	{
+		char file[PATH_MAX];
+
+		source_file(l, s, file, sizeof(file));
+		f->file = xstrdup(l, file);
+	}
+	if (f->path == NULL || f->setting == NULL || f->file == NULL)
+		return -1;
+	if (access(f->path, R_OK) != 0) {
+		fail(l, s, "%s: cannot read \"%s\": %s", where, f->path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static bool
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CFG_NAME_MAX)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
+		    *s == '.'))
+			return false;
+	return true;
+}
+
+static int
+load_listener(struct loader *l, const config_setting_t *g,
+    const struct defaults *d, struct cfg_listener *li)
+{
+	const char *name, *listen, *mode, *banner, *why;
+	config_setting_t *s, *tls;
+	char where[128];
+
+	setting_path(g, where, sizeof(where));
+	li->line = (int)config_setting_source_line(g);
+	if ((li->setting = xstrdup(l, where)) == NULL)
+		return -1;
+	{
+		char file[PATH_MAX];
+
+		source_file(l, g, file, sizeof(file));
+		if ((li->file = xstrdup(l, file)) == NULL)
+			return -1;
+	}
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+		fail(l, g, "%s: each listener must be a group { ... }, not %s",
+		    where, type_name(config_setting_type(g)));
+		return -1;
+	}
+	if (check_keys(l, g, listener_keys) != 0)
+		return -1;
+
+	if (get_string(l, g, "name", true, &name, &s) != 0)
+		return -1;
+	if (!valid_name(name)) {
+		setting_path(s, where, sizeof(where));
+		fail(l, s, "%s: \"%s\" is not a valid name (1-%d characters "
+		    "from A-Z a-z 0-9 . _ -)", where, name, CFG_NAME_MAX);
+		return -1;
+	}
+	if ((li->name = xstrdup(l, name)) == NULL)
+		return -1;
+
+	if (get_string(l, g, "listen", true, &listen, &s) != 0)
+		return -1;
+	if (parse_listen(listen, &li->addr, &li->addrlen, &why) != 0) {
+		setting_path(s, where, sizeof(where));
+		fail(l, s, "%s: \"%s\": %s", where, listen, why);
+		return -1;
+	}
+	if ((li->listen = xstrdup(l, listen)) == NULL)
+		return -1;
+
+	if (get_string(l, g, "mode", false, &mode, &s) != 0)
+		return -1;
+	li->mode = CFG_MODE_ECHO;
+	if (mode != NULL && strcmp(mode, "echo") != 0) {
+		setting_path(s, where, sizeof(where));
+		fail(l, s, "%s: unknown mode \"%s\" (this version has: \"echo\")",
+		    where, mode);
+		return -1;
+	}
+
+	if (get_string(l, g, "banner", false, &banner, &s) != 0)
+		return -1;
+	if (banner != NULL) {
+		li->banner_len = strlen(banner);
+		if (li->banner_len > CFG_BANNER_MAX) {
+			setting_path(s, where, sizeof(where));
+			fail(l, s, "%s: %zu bytes is too long (at most %d)",
+			    where, li->banner_len, CFG_BANNER_MAX);
+			return -1;
+		}
+		if (li->banner_len > 0 &&
+		    (li->banner = xstrdup(l, banner)) == NULL)
+			return -1;
+	}
+
+	li->handshake_timeout_ms = d->handshake_timeout_ms;
+	li->idle_timeout_ms = d->idle_timeout_ms;
+	li->max_connections = d->max_connections;
+	if (get_seconds(l, g, "handshake_timeout", 100, 3600000,
+	    &li->handshake_timeout_ms) != 0 ||
+	    get_seconds(l, g, "idle_timeout", 0, 86400000,
+	    &li->idle_timeout_ms) != 0 ||
+	    get_uint(l, g, "max_connections", 1, 1000000,
+	    &li->max_connections) != 0)
+		return -1;
+
+	if (get_typed(l, g, "tls", CONFIG_TYPE_GROUP, &tls) != 0)
+		return -1;
+	if (tls == NULL) {
+		setting_path(g, where, sizeof(where));
+		fail(l, g, "%s.tls: required setting missing (a group with "
+		    "cert, key and ca)", where);
+		return -1;
+	}
+	if (check_keys(l, tls, tls_keys) != 0 ||
+	    load_file(l, tls, "cert", &li->cert) != 0 ||
+	    load_file(l, tls, "key", &li->key) != 0 ||
+	    load_file(l, tls, "ca", &li->ca) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+load_listeners(struct loader *l, const config_setting_t *root,
+    const struct defaults *d, struct cfg *c)
+{
+	config_setting_t *ls = config_setting_get_member(root, "listeners");
+	int n;
+	size_t i, j;
+
+	if (ls == NULL) {
+		fail(l, NULL, "listeners: required setting missing (a list "
+		    "of listener groups)");
+		return -1;
+	}
+	if (config_setting_type(ls) != CONFIG_TYPE_LIST &&
+	    config_setting_type(ls) != CONFIG_TYPE_ARRAY) {
+		fail(l, ls, "listeners: must be a list ( { ... }, ... ), not %s",
+		    type_name(config_setting_type(ls)));
+		return -1;
+	}
+	n = config_setting_length(ls);
+	if (n == 0) {
+		fail(l, ls, "listeners: no listener configured");
+		return -1;
+	}
+	if ((unsigned)n > MAX_LISTENERS) {
+		fail(l, ls, "listeners: %d listeners, at most %u", n,
+		    MAX_LISTENERS);
+		return -1;
+	}
+	c->listeners = calloc((size_t)n, sizeof(*c->listeners));
+	if (c->listeners == NULL) {
+		snprintf(l->err, l->errlen, "%s: out of memory", l->path);
+		return -1;
+	}
+	c->nlisteners = (size_t)n;
+	for (i = 0; i < c->nlisteners; i++) {
+		const config_setting_t *g =
+		    config_setting_get_elem(ls, (unsigned)i);
+
+		if (load_listener(l, g, d, &c->listeners[i]) != 0)
+			return -1;
+		for (j = 0; j < i; j++) {
+			const struct cfg_listener *a = &c->listeners[j];
+			const struct cfg_listener *b = &c->listeners[i];
+
+			if (strcmp(a->name, b->name) == 0) {
+				fail(l, config_setting_get_member(g, "name"),
+				    "%s.name: duplicate listener name \"%s\" "
+				    "(also line %d)", b->setting, b->name,
+				    a->line);
+				return -1;
+			}
+			if (addr_clash(&a->addr, &b->addr)) {
+				fail(l, config_setting_get_member(g, "listen"),
+				    "%s.listen: \"%s\" overlaps listener \"%s\" "
+				    "(\"%s\", line %d)", b->setting, b->listen,
+				    a->name, a->listen, a->line);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static unsigned
+default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 1;
+	return n > (long)MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
+}
+
+static int
+load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
+{
+	struct defaults d = {
+		.handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS,
+		.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
+		.max_connections = DEFAULT_MAX_CONNECTIONS,
+	};
+	const char *user, *group, *log;
+	config_setting_t *s;
+
+	if (check_keys(l, root, global_keys) != 0)
+		return -1;
+	c->workers = default_workers();
+	c->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+	if (get_uint(l, root, "workers", 1, MAX_WORKERS, &c->workers) != 0 ||
+	    get_seconds(l, root, "shutdown_timeout", 0, 3600000,
+	    &c->shutdown_timeout_ms) != 0 ||
+	    get_seconds(l, root, "handshake_timeout", 100, 3600000,
+	    &d.handshake_timeout_ms) != 0 ||
+	    get_seconds(l, root, "idle_timeout", 0, 86400000,
+	    &d.idle_timeout_ms) != 0 ||
+	    get_uint(l, root, "max_connections", 1, 1000000,
+	    &d.max_connections) != 0)
+		return -1;
+
+	if (get_string(l, root, "user", false, &user, &s) != 0)
+		return -1;
+	if (user != NULL) {
+		if (user[0] == '\0') {
+			fail(l, s, "user: empty user name");
+			return -1;
+		}
+		if ((c->user = xstrdup(l, user)) == NULL)
+			return -1;
+		c->user_line = (int)config_setting_source_line(s);
+	}
+	if (get_string(l, root, "group", false, &group, &s) != 0)
+		return -1;
+	if (group != NULL) {
+		if (group[0] == '\0') {
+			fail(l, s, "group: empty group name");
+			return -1;
+		}
+		if ((c->group = xstrdup(l, group)) == NULL)
+			return -1;
+		c->group_line = (int)config_setting_source_line(s);
+	}
+
+	if (get_string(l, root, "log", false, &log, &s) != 0)
+		return -1;
+	c->log = CFG_LOG_AUTO;
+	if (log != NULL) {
+		if (strcmp(log, "auto") == 0)
+			c->log = CFG_LOG_AUTO;
+		else if (strcmp(log, "journal") == 0)
+			c->log = CFG_LOG_JOURNAL;
+		else if (strcmp(log, "stderr") == 0)
+			c->log = CFG_LOG_STDERR;
+		else {
+			fail(l, s, "log: unknown value \"%s\" (use \"auto\", "
+			    "\"journal\" or \"stderr\")", log);
+			return -1;
+		}
+	}
+	return load_listeners(l, root, &d, c);
+}
+
+struct cfg *
+cfg_load(const char *path, char *err, size_t errlen)
+{
+	struct loader l = { .path = path, .err = err, .errlen = errlen };
+	struct cfg *c;
+	config_t lc;
+	const char *slash;
+
+	config_init(&lc);
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto err0;
+	}
+	if ((c->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto err1;
+	}
+	/* Relative paths hang off the config's folder, made absolute. */
+	slash = strrchr(path, '/');
+	{
+		char *d = slash == NULL ? strdup(".") :
+		    strndup(path, slash == path ? 1 : (size_t)(slash - path));
+
+		if (d == NULL) {
+			snprintf(err, errlen, "%s: out of memory", path);
+			goto err1;
+		}
+		l.dir = realpath(d, NULL);
+		free(d);
+		if (l.dir == NULL) {
+			snprintf(err, errlen, "%s: cannot read: %s", path,
+			    strerror(errno));
+			goto err1;
+		}
+		config_set_include_dir(&lc, l.dir);
+	}
+	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			snprintf(err, errlen, "%s: cannot read: %s", path,
+			    strerror(errno ? errno : EIO));
+		else {
+			const char *f = config_error_file(&lc);
+
+			/* Included files are named relative to our folder. */
+			if (f == NULL || strcmp(f, path) == 0 || f[0] == '/')
+				snprintf(err, errlen, "%s:%d: syntax error: %s",
+				    f ? f : path,
+				    config_error_line(&lc),
+				    config_error_text(&lc));
+			else
+				snprintf(err, errlen, "%s/%s:%d: syntax error: %s",
+				    l.dir, f,
+				    config_error_line(&lc),
+				    config_error_text(&lc));
+		}
+		goto err1;
+	}
+	if (load_root(&l, config_root_setting(&lc), c) != 0)
+		goto err1;
+
+	free(l.dir);
+	config_destroy(&lc);
+	return c;
+
+err1:
+	cfg_free(c);
+err0:
+	free(l.dir);
+	config_destroy(&lc);
+	return NULL;
+}
+
+static void
+file_free(struct cfg_file *f)
+{
+	free(f->file);
+	free(f->path);
+	free(f->setting);
+}
+
+void
+cfg_free(struct cfg *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nlisteners; i++) {
+		struct cfg_listener *li = &c->listeners[i];
+
+		free(li->name);
+		free(li->listen);
+		free(li->banner);
+		free(li->setting);
+		free(li->file);
+		file_free(&li->cert);
+		file_free(&li->key);
+		file_free(&li->ca);
+	}
+	free(c->listeners);
+	free(c->user);
+	free(c->group);
+	free(c->path);
+	free(c);
+}
+
+const char *
+cfg_mode_name(enum cfg_mode mode)
+{
+	switch (mode) {
+	case CFG_MODE_ECHO: return "echo";
+	}
+	return "?";
+}

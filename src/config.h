@@ -1,0 +1,79 @@
+/*
+ * config: libconfig file -> validated, immutable settings.
+ *
+ * Reads and checks one configuration file.  Depends on no other tls-echod
+ * module and never logs: every problem comes back as one message of the form
+ * "FILE:LINE: SETTING: problem" in the caller's buffer.  TLS material is only
+ * checked for readability here; parsing and matching keys is tlsctx's job.
+ */
+#ifndef TLS_ECHOD_CONFIG_H
+#define TLS_ECHOD_CONFIG_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define CFG_DEFAULT_PATH "/etc/tls-echod/tls-echod.conf"
+#define CFG_NAME_MAX 64
+#define CFG_BANNER_MAX 4096
+
+enum cfg_mode { CFG_MODE_ECHO };
+enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR };
+
+/* A file setting: resolved path plus where it was written, for messages. */
+struct cfg_file {
+	char *path;    /* absolute */
+	char *setting; /* e.g. "listeners[0].tls.cert" */
+	char *file;    /* config file (or @include) it was set in */
+	int line;      /* line in that file, 0 if unknown */
+};
+
+struct cfg_listener {
+	char *name;
+	char *listen; /* as written, e.g. "127.0.0.1:8443" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum cfg_mode mode;
+	char *banner; /* NULL: none */
+	size_t banner_len;
+	struct cfg_file cert, key, ca;
+	unsigned handshake_timeout_ms;
+	unsigned idle_timeout_ms; /* 0: no idle timeout */
+	unsigned max_connections; /* per worker */
+	int line;                 /* line of the listener's group */
+	char *setting;            /* e.g. "listeners[0]" */
+	char *file;               /* config file (or @include) it is in */
+};
+
+struct cfg {
+	char *path;    /* the file as given */
+	unsigned workers;
+	char *user;  /* NULL: keep the master's user */
+	char *group; /* NULL: user's primary group, or keep */
+	int user_line, group_line;
+	enum cfg_log log;
+	unsigned shutdown_timeout_ms;
+	struct cfg_listener *listeners;
+	size_t nlisteners;
+};
+
+/**
+ * cfg_load(path, err, errlen):
+ * Read and validate the configuration file ${path}.  Returns a new config the
+ * caller owns (free with cfg_free), or NULL with a "file:line: setting:
+ * problem" message in ${err}.
+ */
+struct cfg *cfg_load(const char *path, char *err, size_t errlen);
+
+/**
+ * cfg_free(c):
+ * Free a configuration from cfg_load.  NULL is a no-op.
+ */
+void cfg_free(struct cfg *c);
+
+/**
+ * cfg_mode_name(mode):
+ * The configuration word for ${mode} ("echo").
+ */
+const char *cfg_mode_name(enum cfg_mode mode);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * conn: one client connection, from accept to close.
+ *
+ * An explicit state machine (handshake -> echo -> closing) driven by socket
+ * readiness and a deadline.  Every state has a timeout, the one buffer has a
+ * bound, and a connection never blocks: it tells epoll what it waits for.
+ * Each connection ends with exactly one log line: a refusal or a close.
+ */
+#ifndef TLS_ECHOD_CONN_H
+#define TLS_ECHOD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+struct tlsctx;
+struct conn;
+
+/*
+ * epoll cookies: a struct conn starts with an int equal to CONN_EV_KIND, so
+ * the worker can tell it from its own cookies (which start with an int too).
+ */
+#define CONN_EV_KIND 1
+
+/* What a worker knows about a listener; owned by the worker. */
+struct conn_listener {
+	const struct cfg_listener *cfg;
+	struct tlsctx *tls;
+	unsigned active; /* connections of this listener in this worker */
+};
+
+/* All connections of a worker; owned by the worker. */
+struct conn_set {
+	struct conn *head;
+	size_t n;
+	int epfd;
+};
+
+/**
+ * conn_set_init(set, epfd):
+ * An empty set whose connections register with epoll instance ${epfd}.
+ */
+void conn_set_init(struct conn_set *set, int epfd);
+
+/**
+ * conn_new(set, l, fd, peer, peerlen, now_ms):
+ * Take ownership of accepted socket ${fd} and start its handshake.  Returns
+ * 0, or -1 (out of memory, epoll failure: ${fd} closed, logged).
+ */
+int conn_new(struct conn_set *set, struct conn_listener *l, int fd,
+    const struct sockaddr *peer, socklen_t peerlen, uint64_t now_ms);
+
+/**
+ * conn_event(set, c, events, now_ms):
+ * Handle epoll ${events} for ${c}; frees ${c} if it is finished.
+ */
+void conn_event(struct conn_set *set, struct conn *c, uint32_t events,
+    uint64_t now_ms);
+
+/**
+ * conn_set_tick(set, now_ms):
+ * Expire connections whose deadline passed (handshake or idle timeout).
+ */
+void conn_set_tick(struct conn_set *set, uint64_t now_ms);
+
+/**
+ * conn_set_close_all(set, reason, now_ms):
+ * Close every connection now, with close_notify where the socket takes it,
+ * logging ${reason} (e.g. "shutdown").
+ */
+void conn_set_close_all(struct conn_set *set, const char *reason,
+    uint64_t now_ms);
+
+#endif

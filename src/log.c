@@ -1,0 +1,196 @@
+/*
+ * log: one place that writes log records, to journald or to stderr.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <systemd/sd-journal.h>
+
+#define MAX_FIELDS 32
+#define MSG_MAX 1024
+
+static enum log_target target = LOG_TARGET_STDERR;
+
+/* True if stderr is the journal stream systemd gave us (JOURNAL_STREAM). */
+static int
+stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (e == NULL || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
+}
+
+void
+log_open(enum log_target t, int force)
+{
+	if (force)
+		target = t;
+	else
+		target = stderr_is_journal() ? LOG_TARGET_JOURNAL :
+		    LOG_TARGET_STDERR;
+}
+
+const char *
+log_target_name(void)
+{
+	return target == LOG_TARGET_JOURNAL ? "journal" : "stderr";
+}
+
+static const char *
+prio_name(int prio)
+{
+	switch (prio) {
+	case LOG_EMERG:
+	case LOG_ALERT:
+	case LOG_CRIT: return "critical";
+	case LOG_ERR: return "error";
+	case LOG_WARNING: return "warning";
+	case LOG_NOTICE: return "notice";
+	case LOG_INFO: return "info";
+	default: return "debug";
+	}
+}
+
+/* Append ${v} to ${out}, quoted when it holds spaces, quotes or controls. */
+static size_t
+put_value(char *out, size_t off, size_t len, const char *v)
+{
+	int quote = v[0] == '\0' || strpbrk(v, " \"\\=\t") != NULL;
+	const char *p;
+
+	if (quote && off < len)
+		out[off++] = '"';
+	for (p = v; *p != '\0' && off + 4 < len; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '"' || c == '\\') {
+			out[off++] = '\\';
+			out[off++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f)
+			off += (size_t)snprintf(out + off, len - off, "\\x%02x", c);
+		else
+			out[off++] = (char)c;
+	}
+	if (quote && off < len)
+		out[off++] = '"';
+	return off;
+}
+
+static void
+write_stderr(int prio, const char *msg, const struct log_field *f, size_t n)
+{
+	char line[4096];
+	size_t off, i;
+	int w;
+
+	w = snprintf(line, sizeof(line), "tls-echod[%ld]: %s: %s",
+	    (long)getpid(), prio_name(prio), msg);
+	off = w < 0 ? 0 : (size_t)w;
+	if (off >= sizeof(line))
+		off = sizeof(line) - 1;
+	for (i = 0; i < n && off + 8 < sizeof(line); i++) {
+		if (f[i].value == NULL)
+			continue;
+		w = snprintf(line + off, sizeof(line) - off, " %s=", f[i].key);
+		if (w < 0 || (size_t)w >= sizeof(line) - off)
+			break;
+		off += (size_t)w;
+		off = put_value(line, off, sizeof(line) - 1, f[i].value);
+	}
+	if (off >= sizeof(line) - 1)
+		off = sizeof(line) - 2;
+	line[off++] = '\n';
+	/* One write per record so workers' lines never interleave. */
+	while (write(STDERR_FILENO, line, off) < 0 && errno == EINTR)
+		;
+}
+
+static void
+write_journal(int prio, const char *msgid, const char *msg,
+    const struct log_field *f, size_t n)
+{
+	struct iovec iov[MAX_FIELDS + 4];
+	char buf[MAX_FIELDS + 4][MSG_MAX + 64];
+	size_t k = 0, i;
+	int w;
+
+	w = snprintf(buf[k], sizeof(buf[k]), "MESSAGE=%s", msg);
+	iov[k].iov_base = buf[k];
+	iov[k].iov_len = w < 0 ? 0 : strnlen(buf[k], sizeof(buf[k]));
+	k++;
+	snprintf(buf[k], sizeof(buf[k]), "PRIORITY=%d", prio);
+	iov[k].iov_base = buf[k];
+	iov[k].iov_len = strlen(buf[k]);
+	k++;
+	snprintf(buf[k], sizeof(buf[k]), "SYSLOG_IDENTIFIER=tls-echod");
+	iov[k].iov_base = buf[k];
+	iov[k].iov_len = strlen(buf[k]);
+	k++;
+	if (msgid != NULL) {
+		snprintf(buf[k], sizeof(buf[k]), "MESSAGE_ID=%s", msgid);
+		iov[k].iov_base = buf[k];
+		iov[k].iov_len = strlen(buf[k]);
+		k++;
+	}
+	for (i = 0; i < n && k < MAX_FIELDS + 4; i++) {
+		if (f[i].value == NULL)
+			continue;
+		snprintf(buf[k], sizeof(buf[k]), "%s=%s", f[i].key, f[i].value);
+		iov[k].iov_base = buf[k];
+		iov[k].iov_len = strlen(buf[k]);
+		k++;
+	}
+	if (sd_journal_sendv(iov, (int)k) < 0)
+		write_stderr(prio, msg, f, n); /* journald gone: keep the line */
+}
+
+static void
+vlog_event(int prio, const char *msgid, const struct log_field *f, size_t n,
+    const char *fmt, va_list ap)
+{
+	char msg[MSG_MAX];
+	int saved = errno;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (target == LOG_TARGET_JOURNAL)
+		write_journal(prio, msgid, msg, f, n);
+	else
+		write_stderr(prio, msg, f, n);
+	errno = saved;
+}
+
+void
+log_event(int prio, const char *msgid, const struct log_field *f, size_t n,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog_event(prio, msgid, f, n, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_msg(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog_event(prio, NULL, NULL, 0, fmt, ap);
+	va_end(ap);
+}

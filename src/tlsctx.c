@@ -1,0 +1,401 @@
+/*
+ * tlsctx: mbedTLS set-up shared by all connections of a listener.
+ */
+#include "tlsctx.h"
+#include "tlsctx_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/version.h>
+#include <psa/crypto.h>
+
+#if !defined(MBEDTLS_VERSION_NUMBER) || MBEDTLS_VERSION_NUMBER < 0x03060000
+#error "tls-echod needs mbedTLS 3.6 or later (see scripts/build-mbedtls.sh)"
+#endif
+#if !defined(MBEDTLS_SSL_PROTO_TLS1_3) || !defined(MBEDTLS_SSL_PROTO_TLS1_2)
+#error "tls-echod needs mbedTLS with TLS 1.2 and TLS 1.3"
+#endif
+
+/* One generator per process: the master's, then each worker's own. */
+static mbedtls_entropy_context entropy;
+static mbedtls_ctr_drbg_context drbg;
+static int rng_ready;
+
+/*
+ * Policy.  TLS 1.3 suites, then TLS 1.2 ECDHE with AEAD only: no CBC, no
+ * static RSA, no DHE.  ChaCha20-Poly1305 first: it is the fastest AEAD in
+ * mbedTLS on these machines (shared/PERF-NOTES.md).
+ */
+static const int ciphersuites[] = {
+	MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+	MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	0,
+};
+
+/* X25519 then P-256: the library default puts slower curves first. */
+static const uint16_t groups[] = {
+	MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+	MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+	MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
+	MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+};
+
+/* No SHA-1, no SHA-224. */
+static const uint16_t sig_algs[] = {
+	MBEDTLS_TLS1_3_SIG_ECDSA_SECP256R1_SHA256,
+	MBEDTLS_TLS1_3_SIG_ECDSA_SECP384R1_SHA384,
+	MBEDTLS_TLS1_3_SIG_ECDSA_SECP521R1_SHA512,
+	MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA256,
+	MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA384,
+	MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA512,
+	MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA256,
+	MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA384,
+	MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA512,
+	MBEDTLS_TLS1_3_SIG_NONE,
+};
+
+static void
+mbed_err(int ret, char *buf, size_t len)
+{
+	mbedtls_strerror(ret, buf, len);
+}
+
+static int
+rng_seed(const char *who, char *err, size_t errlen)
+{
+	unsigned char pers[64];
+	int n, ret;
+
+	n = snprintf((char *)pers, sizeof(pers), "tls-echod %s %ld", who,
+	    (long)getpid());
+	mbedtls_entropy_init(&entropy);
+	mbedtls_ctr_drbg_init(&drbg);
+	ret = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
+	    pers, n < 0 ? 0 : (size_t)n);
+	if (ret != 0) {
+		char m[128];
+
+		mbed_err(ret, m, sizeof(m));
+		snprintf(err, errlen, "cannot seed the random generator: %s", m);
+		mbedtls_ctr_drbg_free(&drbg);
+		mbedtls_entropy_free(&entropy);
+		return -1;
+	}
+	rng_ready = 1;
+	return 0;
+}
+
+int
+tlsctx_global_init(char *err, size_t errlen)
+{
+	psa_status_t st = psa_crypto_init();
+
+	if (st != PSA_SUCCESS) {
+		snprintf(err, errlen, "cannot start PSA crypto (status %d)",
+		    (int)st);
+		return -1;
+	}
+	return rng_seed("master", err, errlen);
+}
+
+int
+tlsctx_worker_init(char *err, size_t errlen)
+{
+	psa_status_t st;
+
+	/*
+	 * fork() copied the master's generator states: drop them.  The same
+	 * drbg object is re-seeded in place, so every ssl_config already
+	 * pointing at it now draws from this worker's own stream.  PSA keeps
+	 * its own generator (TLS 1.3 key shares come from it): restart it.
+	 */
+	if (rng_ready) {
+		mbedtls_ctr_drbg_free(&drbg);
+		mbedtls_entropy_free(&entropy);
+		rng_ready = 0;
+	}
+	mbedtls_psa_crypto_free();
+	st = psa_crypto_init();
+	if (st != PSA_SUCCESS) {
+		snprintf(err, errlen, "cannot restart PSA crypto (status %d)",
+		    (int)st);
+		return -1;
+	}
+	return rng_seed("worker", err, errlen);
+}
+
+void
+tlsctx_global_free(void)
+{
+	if (rng_ready) {
+		mbedtls_ctr_drbg_free(&drbg);
+		mbedtls_entropy_free(&entropy);
+		rng_ready = 0;
+	}
+	mbedtls_psa_crypto_free();
+}
+
+/* "cfgfile:line: setting: message" for a file setting. */
+static void __attribute__((format(printf, 5, 6)))
+fail(const struct cfg *c, const struct cfg_file *f, char *err, size_t errlen,
+    const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (f->line > 0)
+		snprintf(err, errlen, "%s:%d: %s: %s", f->file ? f->file :
+		    c->path, f->line, f->setting, msg);
+	else
+		snprintf(err, errlen, "%s: %s: %s", f->file ? f->file :
+		    c->path, f->setting, msg);
+}
+
+static void
+time_str(const mbedtls_x509_time *t, char *buf, size_t len)
+{
+	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d UTC", t->year, t->mon,
+	    t->day, t->hour, t->min, t->sec);
+}
+
+/* Check a certificate's validity period; 0 or -1 with ${what} in ${err}. */
+static int
+check_dates(const struct cfg *c, const struct cfg_file *f,
+    const mbedtls_x509_crt *crt, const char *what, char *err, size_t errlen)
+{
+	char when[64], subj[256];
+
+	if (mbedtls_x509_dn_gets(subj, sizeof(subj), &crt->subject) < 0)
+		snprintf(subj, sizeof(subj), "?");
+	if (mbedtls_x509_time_is_past(&crt->valid_to)) {
+		time_str(&crt->valid_to, when, sizeof(when));
+		fail(c, f, err, errlen, "%s \"%s\" in \"%s\" expired on %s",
+		    what, subj, f->path, when);
+		return -1;
+	}
+	if (mbedtls_x509_time_is_future(&crt->valid_from)) {
+		time_str(&crt->valid_from, when, sizeof(when));
+		fail(c, f, err, errlen, "%s \"%s\" in \"%s\" is not valid "
+		    "before %s", what, subj, f->path, when);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+load_chain(const struct cfg *c, const struct cfg_listener *li,
+    struct tlsctx *t, char *err, size_t errlen)
+{
+	char m[160];
+	int ret;
+
+	ret = mbedtls_x509_crt_parse_file(&t->chain, li->cert.path);
+	if (ret < 0) {
+		mbed_err(ret, m, sizeof(m));
+		fail(c, &li->cert, err, errlen, "\"%s\" is not a usable "
+		    "certificate file (PEM or DER): %s", li->cert.path, m);
+		return -1;
+	}
+	if (ret > 0) {
+		fail(c, &li->cert, err, errlen, "\"%s\": %d certificate(s) in "
+		    "the file do not parse", li->cert.path, ret);
+		return -1;
+	}
+	if (t->chain.raw.len == 0) {
+		fail(c, &li->cert, err, errlen, "\"%s\" holds no certificate",
+		    li->cert.path);
+		return -1;
+	}
+	return check_dates(c, &li->cert, &t->chain, "server certificate",
+	    err, errlen);
+}
+
+static int
+load_key(const struct cfg *c, const struct cfg_listener *li,
+    struct tlsctx *t, char *err, size_t errlen)
+{
+	char m[160];
+	int ret;
+
+	ret = mbedtls_pk_parse_keyfile(&t->key, li->key.path, NULL,
+	    mbedtls_ctr_drbg_random, &drbg);
+	if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED) {
+		fail(c, &li->key, err, errlen, "\"%s\" is encrypted; "
+		    "passphrase-protected keys are not supported (decrypt it "
+		    "and protect it with file permissions)", li->key.path);
+		return -1;
+	}
+	if (ret != 0) {
+		mbed_err(ret, m, sizeof(m));
+		fail(c, &li->key, err, errlen, "\"%s\" is not a usable private "
+		    "key (PEM or DER): %s", li->key.path, m);
+		return -1;
+	}
+	ret = mbedtls_pk_check_pair(&t->chain.pk, &t->key,
+	    mbedtls_ctr_drbg_random, &drbg);
+	if (ret != 0) {
+		fail(c, &li->key, err, errlen, "private key \"%s\" does not "
+		    "match the certificate in \"%s\"", li->key.path,
+		    li->cert.path);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+load_ca(const struct cfg *c, const struct cfg_listener *li, struct tlsctx *t,
+    char *err, size_t errlen)
+{
+	const mbedtls_x509_crt *crt;
+	char m[160];
+	int ret, nca = 0;
+
+	ret = mbedtls_x509_crt_parse_file(&t->ca, li->ca.path);
+	if (ret < 0) {
+		mbed_err(ret, m, sizeof(m));
+		fail(c, &li->ca, err, errlen, "\"%s\" is not a usable CA "
+		    "certificate file (PEM or DER): %s", li->ca.path, m);
+		return -1;
+	}
+	if (ret > 0) {
+		fail(c, &li->ca, err, errlen, "\"%s\": %d certificate(s) in "
+		    "the file do not parse", li->ca.path, ret);
+		return -1;
+	}
+	for (crt = &t->ca; crt != NULL && crt->raw.len > 0; crt = crt->next) {
+		/* No public accessor in 3.6; the field is stable in the LTS. */
+		if (!crt->MBEDTLS_PRIVATE(ca_istrue))
+			continue;
+		if (check_dates(c, &li->ca, crt, "CA certificate", err,
+		    errlen) != 0)
+			return -1;
+		nca++;
+	}
+	if (nca == 0) {
+		fail(c, &li->ca, err, errlen, "\"%s\" holds no CA certificate "
+		    "(basicConstraints CA:TRUE)", li->ca.path);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+setup_conf(struct tlsctx *t, char *err, size_t errlen)
+{
+	char m[160];
+	int ret;
+
+	ret = mbedtls_ssl_config_defaults(&t->conf, MBEDTLS_SSL_IS_SERVER,
+	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+	if (ret != 0)
+		goto fail;
+	mbedtls_ssl_conf_min_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+	mbedtls_ssl_conf_max_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_3);
+	mbedtls_ssl_conf_ciphersuites(&t->conf, ciphersuites);
+	mbedtls_ssl_conf_groups(&t->conf, groups);
+	mbedtls_ssl_conf_sig_algs(&t->conf, sig_algs);
+	mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+	mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
+	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &drbg);
+	/* Certificate handshakes only: no PSK, no resumption yet. */
+	mbedtls_ssl_conf_tls13_key_exchange_modes(&t->conf,
+	    MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL);
+#if defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_SRV_C)
+	mbedtls_ssl_conf_new_session_tickets(&t->conf, 0);
+#endif
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+	mbedtls_ssl_conf_renegotiation(&t->conf,
+	    MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+#if defined(MBEDTLS_SSL_EARLY_DATA)
+	mbedtls_ssl_conf_early_data(&t->conf, MBEDTLS_SSL_EARLY_DATA_DISABLED);
+#endif
+	ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, &t->key);
+	if (ret != 0)
+		goto fail;
+	return 0;
+
+fail:
+	mbed_err(ret, m, sizeof(m));
+	snprintf(err, errlen, "TLS configuration failed: %s", m);
+	return -1;
+}
+
+struct tlsctx *
+tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
+    size_t errlen)
+{
+	struct tlsctx *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	mbedtls_ssl_config_init(&t->conf);
+	mbedtls_x509_crt_init(&t->chain);
+	mbedtls_x509_crt_init(&t->ca);
+	mbedtls_pk_init(&t->key);
+	if ((t->ca_path = strdup(li->ca.path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	if (load_chain(c, li, t, err, errlen) != 0 ||
+	    load_key(c, li, t, err, errlen) != 0 ||
+	    load_ca(c, li, t, err, errlen) != 0 ||
+	    setup_conf(t, err, errlen) != 0)
+		goto err;
+	return t;
+
+err:
+	tlsctx_free(t);
+	return NULL;
+}
+
+void
+tlsctx_free(struct tlsctx *t)
+{
+	if (t == NULL)
+		return;
+	mbedtls_ssl_config_free(&t->conf);
+	mbedtls_x509_crt_free(&t->chain);
+	mbedtls_x509_crt_free(&t->ca);
+	mbedtls_pk_free(&t->key); /* zeroizes the key */
+	free(t->ca_path);
+	mbedtls_platform_zeroize(t, sizeof(*t));
+	free(t);
+}
+
+void
+tlsctx_cert_summary(const struct tlsctx *t, char *buf, size_t len)
+{
+	char subj[256];
+
+	if (mbedtls_x509_dn_gets(subj, sizeof(subj), &t->chain.subject) < 0)
+		snprintf(subj, sizeof(subj), "?");
+	snprintf(buf, len, "%s, expires %04d-%02d-%02d", subj,
+	    t->chain.valid_to.year, t->chain.valid_to.mon,
+	    t->chain.valid_to.day);
+}
+
+const char *
+tlsctx_library_version(void)
+{
+	return MBEDTLS_VERSION_STRING;
+}

@@ -1,0 +1,67 @@
+/*
+ * tlsctx: mbedTLS set-up shared by all connections of a listener.
+ *
+ * Loads and checks a listener's certificate chain, private key and client CA
+ * in the master, builds the server configuration (our TLS policy) and owns
+ * the random generator.  With tlssess, the only files that call mbedTLS.
+ * Never logs: errors come back as "file:line: setting: problem".
+ */
+#ifndef TLS_ECHOD_TLSCTX_H
+#define TLS_ECHOD_TLSCTX_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+struct tlsctx;
+
+/**
+ * tlsctx_global_init(err, errlen):
+ * Start the crypto library (PSA) and the master's random generator.  Call
+ * once before any other tlsctx function; 0, or -1 with a message.
+ */
+int tlsctx_global_init(char *err, size_t errlen);
+
+/**
+ * tlsctx_worker_init(err, errlen):
+ * In a freshly forked worker: restart PSA and re-seed the random generator
+ * from fresh entropy and the pid, so no two workers (nor the master) ever
+ * share a random stream.  0, or -1 with a message.
+ */
+int tlsctx_worker_init(char *err, size_t errlen);
+
+/**
+ * tlsctx_global_free():
+ * Free the random generator and PSA state (for leak checkers).
+ */
+void tlsctx_global_free(void);
+
+/**
+ * tlsctx_new(c, li, err, errlen):
+ * Load and check listener ${li}'s TLS material (${c} names the file for
+ * messages) and build its server configuration.  NULL with a message on any
+ * problem: unreadable or unparsable file, key not matching the certificate,
+ * expired or not yet valid certificate or CA, a CA file without a CA.
+ */
+struct tlsctx *tlsctx_new(const struct cfg *c, const struct cfg_listener *li,
+    char *err, size_t errlen);
+
+/**
+ * tlsctx_free(t):
+ * Free ${t}; the private key is wiped.  NULL is a no-op.
+ */
+void tlsctx_free(struct tlsctx *t);
+
+/**
+ * tlsctx_cert_summary(t, buf, len):
+ * "CN=..., expires YYYY-MM-DD" for the server certificate, for startup logs.
+ */
+void tlsctx_cert_summary(const struct tlsctx *t, char *buf, size_t len);
+
+/**
+ * tlsctx_library_version():
+ * The mbedTLS version string compiled against, e.g. "3.6.6".
+ */
+const char *tlsctx_library_version(void);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * tlssess: one non-blocking TLS server session over a socket.
+ *
+ * Wraps mbedTLS so conn never sees it: every call returns an enum tls_io
+ * telling the caller whether to wait for the socket to become readable or
+ * writable.  After a failed handshake, tlssess_refusal() explains why in an
+ * operator's words.
+ */
+#ifndef TLS_ECHOD_TLSSESS_H
+#define TLS_ECHOD_TLSSESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tlsctx;
+struct tlssess;
+
+enum tls_io {
+	TLS_IO_OK,         /* done (or some bytes moved) */
+	TLS_IO_WANT_READ,  /* call again when the socket is readable */
+	TLS_IO_WANT_WRITE, /* call again when the socket is writable */
+	TLS_IO_EOF,        /* peer closed (close_notify or TCP FIN) */
+	TLS_IO_ERROR,      /* fatal; see tlssess_error() */
+};
+
+/* Why a handshake was refused: a stable token and the operator's words. */
+struct tls_refusal {
+	const char *token;  /* e.g. "cert-expired"; for CLOSE_REASON= */
+	const char *words;  /* e.g. "client certificate expired" */
+	char detail[512];   /* specifics, e.g. "expired on 2021-01-01 ..." */
+	char subject[256];  /* client certificate subject, "" if none seen */
+	char issuer[256];   /* its issuer, "" if none seen */
+};
+
+/**
+ * tlssess_new(t, fd):
+ * A server session for accepted socket ${fd} (not owned) with ${t}'s policy,
+ * or NULL if out of memory.
+ */
+struct tlssess *tlssess_new(struct tlsctx *t, int fd);
+
+/**
+ * tlssess_free(s):
+ * Free ${s}, wiping its keys.  The socket is not closed.  NULL is a no-op.
+ */
+void tlssess_free(struct tlssess *s);
+
+/**
+ * tlssess_handshake(s):
+ * Advance the handshake: TLS_IO_OK when complete.
+ */
+enum tls_io tlssess_handshake(struct tlssess *s);
+
+/**
+ * tlssess_read(s, buf, len, ret_n):
+ * Read application data; on TLS_IO_OK ${*ret_n} > 0 bytes were read.
+ */
+enum tls_io tlssess_read(struct tlssess *s, void *buf, size_t len,
+    size_t *ret_n);
+
+/**
+ * tlssess_write(s, buf, len, ret_n):
+ * Write application data; on TLS_IO_OK ${*ret_n} > 0 bytes were taken.  After
+ * TLS_IO_WANT_*, call again with the same ${buf} and ${len}.
+ */
+enum tls_io tlssess_write(struct tlssess *s, const void *buf, size_t len,
+    size_t *ret_n);
+
+/**
+ * tlssess_pending(s):
+ * True if decrypted or buffered input waits inside the session, which no
+ * socket readiness will announce.
+ */
+int tlssess_pending(const struct tlssess *s);
+
+/**
+ * tlssess_close_notify(s):
+ * Send close_notify: TLS_IO_OK when sent.
+ */
+enum tls_io tlssess_close_notify(struct tlssess *s);
+
+/**
+ * tlssess_refusal(s, r):
+ * Fill ${r} with why the handshake failed, from the last error and what the
+ * client sent.
+ */
+void tlssess_refusal(const struct tlssess *s, struct tls_refusal *r);
+
+/**
+ * tlssess_error(s, buf, len):
+ * The last error as text, for failures after the handshake.
+ */
+void tlssess_error(const struct tlssess *s, char *buf, size_t len);
+
+/** tlssess_version(s): "TLSv1.3" or "TLSv1.2". */
+const char *tlssess_version(const struct tlssess *s);
+
+/** tlssess_cipher(s): the negotiated suite's IANA name. */
+const char *tlssess_cipher(const struct tlssess *s);
+
+/**
+ * tlssess_peer_subject(s, buf, len):
+ * The verified client certificate's subject DN, "" if none.
+ */
+void tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,373 @@
+/*
+ * worker: one process's event loop over its share of the connections.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "tlsctx.h"
+
+#define TICK_MS 250          /* timer granularity for all deadlines */
+#define ACCEPT_BATCH 64      /* accepts per wakeup, so one listener can't hog */
+#define ACCEPT_PAUSE_MS 250  /* after EMFILE and friends */
+#define MAX_EVENTS 128
+
+/* epoll cookies of the worker's own (conn.h: a conn starts with CONN_EV_KIND) */
+enum { EV_LISTENER = 2, EV_SIGNAL, EV_MASTER };
+
+struct wl {
+	int kind; /* EV_LISTENER */
+	int fd;
+	bool registered;
+	uint64_t paused_until;
+	struct conn_listener cl;
+};
+
+struct cookie {
+	int kind;
+	int fd;
+};
+
+struct worker {
+	int epfd;
+	struct conn_set conns;
+	struct wl *ls;
+	size_t nls;
+	struct cookie sig, master;
+	bool stopping;
+	uint64_t stop_deadline;
+	uint64_t last_limit_log;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int
+drop_privileges(const struct worker_creds *cr, char *err, size_t errlen)
+{
+	uid_t r, e, s;
+
+	if (cr->uid == (uid_t)-1)
+		return 0;
+	if (setgroups(1, &cr->gid) != 0 ||
+	    setresgid(cr->gid, cr->gid, cr->gid) != 0 ||
+	    setresuid(cr->uid, cr->uid, cr->uid) != 0) {
+		snprintf(err, errlen, "cannot switch to user %s: %s", cr->user,
+		    strerror(errno));
+		return -1;
+	}
+	/* Check, don't trust: a worker must never serve as root by mistake. */
+	if (getresuid(&r, &e, &s) != 0 || r != cr->uid || e != cr->uid ||
+	    s != cr->uid || getegid() != cr->gid ||
+	    (cr->uid != 0 && setuid(0) == 0)) {
+		snprintf(err, errlen, "privilege drop to user %s did not "
+		    "take effect", cr->user);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+listener_register(struct worker *w, struct wl *l)
+{
+	/* Exclusive: one worker wakes per new connection, not all of them. */
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
+	    .data.ptr = l };
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev) != 0)
+		return -1;
+	l->registered = true;
+	return 0;
+}
+
+static void
+listener_pause(struct worker *w, struct wl *l, uint64_t until)
+{
+	if (l->registered)
+		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+	l->registered = false;
+	l->paused_until = until;
+}
+
+static void
+accept_some(struct worker *w, struct wl *l, uint64_t now)
+{
+	int i;
+
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd, one = 1;
+
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN ||
+			    errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* EMFILE, ENFILE, ENOBUFS: keep serving, retry soon. */
+			if (now - w->last_limit_log >= 1000) {
+				log_msg(LOG_WARNING, "listener %s: cannot "
+				    "accept: %s; pausing accepts for %d ms",
+				    l->cl.cfg->name, strerror(errno),
+				    ACCEPT_PAUSE_MS);
+				w->last_limit_log = now;
+			}
+			listener_pause(w, l, now + ACCEPT_PAUSE_MS);
+			return;
+		}
+		if (l->cl.active >= l->cl.cfg->max_connections) {
+			if (now - w->last_limit_log >= 1000) {
+				struct log_field f[] = {
+					{ "LISTENER", l->cl.cfg->name },
+					{ "CLOSE_REASON", "limit" },
+				};
+
+				log_event(LOG_WARNING, LOG_ID_LIMIT, f, 2,
+				    "connection refused: listener %s is at "
+				    "max_connections (%u per worker)",
+				    l->cl.cfg->name,
+				    l->cl.cfg->max_connections);
+				w->last_limit_log = now;
+			}
+			close(fd);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+		(void)conn_new(&w->conns, &l->cl, fd, (struct sockaddr *)&ss,
+		    len, now);
+	}
+}
+
+static void
+begin_stop(struct worker *w, uint64_t now, const char *why)
+{
+	size_t i;
+
+	if (w->stopping)
+		return;
+	w->stopping = true;
+	(void)now; /* the loop starts the shutdown clock */
+	for (i = 0; i < w->nls; i++) {
+		listener_pause(w, &w->ls[i], UINT64_MAX);
+		close(w->ls[i].fd);
+		w->ls[i].fd = -1;
+	}
+	log_msg(LOG_INFO, "worker stopping (%s): draining %zu connection(s)",
+	    why, w->conns.n);
+}
+
+static void
+on_signal(struct worker *w, uint64_t now)
+{
+	struct signalfd_siginfo si;
+
+	while (read(w->sig.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			begin_stop(w, now, "signal");
+}
+
+static void
+on_master(struct worker *w, uint64_t now)
+{
+	char b[64];
+	ssize_t n = read(w->master.fd, b, sizeof(b));
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		/* The master is gone: nobody supervises us any more. */
+		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd, NULL);
+		begin_stop(w, now, "master exited");
+	}
+}
+
+static int
+setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
+{
+	struct epoll_event ev;
+	sigset_t set;
+	size_t i;
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0) {
+		snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
+		return -1;
+	}
+	conn_set_init(&w->conns, w->epfd);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	w->sig.kind = EV_SIGNAL;
+	w->sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (w->sig.fd < 0) {
+		snprintf(err, errlen, "signalfd: %s", strerror(errno));
+		return -1;
+	}
+	ev.events = EPOLLIN;
+	ev.data.ptr = &w->sig;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->sig.fd, &ev) != 0)
+		goto epoll_fail;
+	w->master.kind = EV_MASTER;
+	w->master.fd = a->master_fd;
+	ev.events = EPOLLIN;
+	ev.data.ptr = &w->master;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->master.fd, &ev) != 0)
+		goto epoll_fail;
+
+	w->nls = a->nlisteners;
+	w->ls = calloc(w->nls, sizeof(*w->ls));
+	if (w->ls == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < w->nls; i++) {
+		w->ls[i].kind = EV_LISTENER;
+		w->ls[i].fd = a->listeners[i].fd;
+		w->ls[i].cl.cfg = a->listeners[i].cfg;
+		w->ls[i].cl.tls = a->listeners[i].tls;
+		if (listener_register(w, &w->ls[i]) != 0)
+			goto epoll_fail;
+	}
+	return 0;
+
+epoll_fail:
+	snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+	return -1;
+}
+
+static void
+dispatch(struct worker *w, struct epoll_event *ev, uint64_t now)
+{
+	int kind = *(int *)ev->data.ptr;
+
+	switch (kind) {
+	case CONN_EV_KIND:
+		conn_event(&w->conns, ev->data.ptr, ev->events, now);
+		break;
+	case EV_LISTENER:
+		if (!w->stopping)
+			accept_some(w, ev->data.ptr, now);
+		break;
+	case EV_SIGNAL:
+		on_signal(w, now);
+		break;
+	case EV_MASTER:
+		on_master(w, now);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+tick(struct worker *w, uint64_t now)
+{
+	size_t i;
+
+	conn_set_tick(&w->conns, now);
+	if (w->stopping)
+		return;
+	for (i = 0; i < w->nls; i++)
+		if (!w->ls[i].registered && now >= w->ls[i].paused_until &&
+		    listener_register(w, &w->ls[i]) != 0)
+			log_msg(LOG_ERR, "listener %s: epoll_ctl: %s",
+			    w->ls[i].cl.cfg->name, strerror(errno));
+}
+
+static void
+loop(struct worker *w, unsigned shutdown_ms)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	uint64_t next_tick = now_ms() + TICK_MS;
+	bool deadline_set = false;
+
+	for (;;) {
+		uint64_t now = now_ms();
+		int n, i, timeout;
+
+		if (w->stopping) {
+			if (!deadline_set) {
+				w->stop_deadline = now + shutdown_ms;
+				deadline_set = true;
+			}
+			if (w->conns.n == 0)
+				return;
+			if (now >= w->stop_deadline) {
+				log_msg(LOG_NOTICE, "shutdown timeout: closing "
+				    "%zu connection(s)", w->conns.n);
+				conn_set_close_all(&w->conns, "shutdown", now);
+				return;
+			}
+		}
+		timeout = next_tick > now ? (int)(next_tick - now) : 0;
+		n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
+		if (n < 0 && errno != EINTR) {
+			log_msg(LOG_ERR, "epoll_wait: %s", strerror(errno));
+			return;
+		}
+		now = now_ms();
+		for (i = 0; i < n; i++)
+			dispatch(w, &evs[i], now);
+		if (now >= next_tick) {
+			tick(w, now);
+			next_tick = now + TICK_MS;
+		}
+	}
+}
+
+int
+worker_run(const struct worker_args *a)
+{
+	struct worker w;
+	char err[256];
+	sigset_t none;
+	int status = 1;
+
+	memset(&w, 0, sizeof(w));
+	w.epfd = w.sig.fd = -1;
+	/* SIGHUP and SIGUSR1 are the master's business. */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	sigemptyset(&none);
+	sigaddset(&none, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &none, NULL);
+
+	if (tlsctx_worker_init(err, sizeof(err)) != 0 ||
+	    drop_privileges(&a->creds, err, sizeof(err)) != 0 ||
+	    setup(&w, a, err, sizeof(err)) != 0) {
+		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0,
+		    "worker %u cannot start: %s", a->index, err);
+		goto out;
+	}
+	loop(&w, a->cfg->shutdown_timeout_ms);
+	status = 0;
+out:
+	if (w.sig.fd >= 0)
+		close(w.sig.fd);
+	if (w.epfd >= 0)
+		close(w.epfd);
+	free(w.ls);
+	return status;
+}

@@ -1,0 +1,49 @@
+/*
+ * worker: one process's event loop over its share of the connections.
+ *
+ * A worker inherits everything from the master by fork(): parsed config,
+ * loaded TLS contexts and listening sockets.  It re-seeds its random
+ * generator, drops privileges, and then serves until told to stop (SIGTERM,
+ * or the master's pipe closing), draining live connections up to the
+ * shutdown timeout.
+ */
+#ifndef TLS_ECHOD_WORKER_H
+#define TLS_ECHOD_WORKER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct tlsctx;
+
+struct worker_listener {
+	int fd; /* listening socket, shared by all workers */
+	const struct cfg_listener *cfg;
+	struct tlsctx *tls;
+};
+
+/* Who the worker becomes; uid (uid_t)-1 means stay as we are. */
+struct worker_creds {
+	uid_t uid;
+	gid_t gid;
+	const char *user; /* for messages */
+};
+
+struct worker_args {
+	const struct cfg *cfg;
+	const struct worker_listener *listeners;
+	size_t nlisteners;
+	int master_fd; /* read end of the master's pipe: EOF = master gone */
+	unsigned index; /* 0..workers-1, for logs */
+	struct worker_creds creds;
+};
+
+/**
+ * worker_run(a):
+ * Run a worker in this (freshly forked) process.  Returns the exit status:
+ * 0 after a clean stop, non-zero if it could not start.
+ */
+int worker_run(const struct worker_args *a);
+
+#endif

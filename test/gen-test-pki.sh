@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# gen-test-pki.sh DIR - generate the throwaway PKI for the integration tests.
+#
+# Run fresh by every `make check`. Everything is ECDSA P-256 unless stated.
+# Produces in DIR (keys mode 0600, certificates 0644):
+#
+#   ca.crt ca.key                   test CA "tls-echod test CA"
+#   server.crt server.key           CN localhost; SAN DNS:localhost,
+#                                   IP:127.0.0.1, IP:::1; serverAuth
+#   client.crt client.key           OU ops, CN test-client; SAN
+#                                   URI:spiffe://test.example/client,
+#                                   DNS:client.test.example,
+#                                   email:test-client@example.com; clientAuth
+#   client-rsa.crt client-rsa.key   RSA-2048 client, CN test-client-rsa
+#   other-ca.crt other-ca.key       unrelated CA with the SAME subject and the
+#                                   same subjectKeyIdentifier as ca.crt (only
+#                                   the key differs)
+#   client-other.crt client-other.key
+#                                   like client.crt but signed by other-ca
+#   client-expired.crt client-expired.key
+#                                   like client.crt, valid 2020-01-01..2021-01-01
+#   client-future.crt client-future.key
+#                                   like client.crt, valid 2099-01-01..2100-01-01
+#   client-badsig.crt client-badsig.key
+#                                   client.crt with one signature byte flipped
+#                                   (still parses); key is a copy of client.key
+#   mismatch.key                    a key that matches no certificate
+#   garbage.crt                     PEM armour around non-base64 text
+#
+# The "bad" clients differ from client.crt in exactly one respect (issuer
+# key, validity or signature): same subject, SANs and extensions. Because
+# other-ca copies ca's SKID, client-other's authorityKeyIdentifier matches
+# ca.crt too, so a verifier can only reject it by checking the signature.
+#
+# Prints "test PKI in DIR" on success, nothing else; exits non-zero with a
+# message on failure.
+
+set -Eeuo pipefail
+
+prog=${0##*/}
+
+die() {
+    printf '%s: error: %s\n' "$prog" "$*" >&2
+    exit 1
+}
+
+trap 'printf "%s: error: command failed at line %s: %s\n" "$prog" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+[[ $# -eq 1 && -n $1 ]] || die "usage: $prog DIR"
+command -v openssl >/dev/null 2>&1 || die "openssl not found in PATH"
+
+mkdir -p -- "$1" || die "cannot create directory $1"
+dir=$(cd -- "$1" && pwd)
+
+umask 077
+work=$(mktemp -d "$dir/.gen-test-pki.XXXXXX")
+cleanup() { rm -rf -- "$work"; }
+trap cleanup EXIT
+
+# All openssl commands run inside $work with relative file names.
+cd -- "$work"
+log=openssl.log
+
+# Run openssl quietly; show its output only if it fails.
+ossl() {
+    if ! openssl "$@" >"$log" 2>&1; then
+        printf '%s: error: openssl %s failed:\n' "$prog" "$1" >&2
+        cat -- "$log" >&2
+        exit 1
+    fi
+}
+
+# Random positive 127-bit serial number.
+rand_serial() {
+    local hex
+    hex=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    printf '0x%x%s' $(( 0x${hex:0:1} & 7 )) "${hex:1}"
+}
+
+cat >openssl.cnf <<'EOF'
+[ req ]
+distinguished_name = req_dn
+prompt             = no
+utf8               = yes
+string_mask        = utf8only
+
+[ req_dn ]
+
+[ v3_ca ]
+basicConstraints     = critical, CA:TRUE
+keyUsage             = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+
+[ v3_other_ca ]
+basicConstraints     = critical, CA:TRUE
+keyUsage             = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = ${ENV::TEST_PKI_CA_SKID}
+
+[ server_ext ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectAltName         = DNS:localhost, IP:127.0.0.1, IP:::1
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
+
+[ client_ext ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = clientAuth
+subjectAltName         = URI:spiffe://test.example/client, DNS:client.test.example, email:test-client@example.com
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
+
+[ client_rsa_ext ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = clientAuth
+subjectAltName         = URI:spiffe://test.example/client-rsa
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
+
+# Minimal `openssl ca` setup, only used for the explicit validity periods
+# that `openssl x509` cannot set on OpenSSL 3.0.
+[ ca ]
+default_ca = test_ca
+
+[ test_ca ]
+database        = ./index.txt
+new_certs_dir   = ./newcerts
+certificate     = ./ca.crt
+private_key     = ./ca.key
+default_md      = sha256
+policy          = policy_anything
+unique_subject  = no
+copy_extensions = none
+email_in_dn     = no
+rand_serial     = yes
+
+[ policy_anything ]
+countryName            = optional
+stateOrProvinceName    = optional
+localityName           = optional
+organizationName       = optional
+organizationalUnitName = optional
+commonName             = supplied
+emailAddress           = optional
+EOF
+
+ca_subj="/O=tls-echod tests/CN=tls-echod test CA"
+client_subj="/OU=ops/CN=test-client"
+
+ec_key() { ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve -out "$1"; }
+rsa_key() { ossl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"; }
+
+# make_ca NAME EXTSECTION
+make_ca() {
+    ec_key "$1.key"
+    ossl req -new -x509 -config openssl.cnf -extensions "$2" -key "$1.key" \
+        -subj "$ca_subj" -sha256 -days 365 -set_serial "$(rand_serial)" -out "$1.crt"
+}
+
+# csr NAME SUBJECT: NAME.csr for NAME.key
+csr() {
+    ossl req -new -config openssl.cnf -key "$1.key" -subj "$2" -sha256 -out "$1.csr"
+}
+
+# sign NAME ISSUER EXTSECTION: NAME.crt from NAME.csr, valid 30 days from now
+sign() {
+    ossl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" \
+        -set_serial "$(rand_serial)" -sha256 -days 30 \
+        -extfile openssl.cnf -extensions "$3" -out "$1.crt"
+}
+
+# sign_dated NAME START END: NAME.crt from NAME.csr, signed by ca with
+# validity START..END (YYYYMMDDHHMMSSZ).
+sign_dated() {
+    ossl ca -config openssl.cnf -batch -notext -preserveDN \
+        -startdate "$2" -enddate "$3" \
+        -extfile openssl.cnf -extensions client_ext \
+        -in "$1.csr" -out "$1.crt"
+}
+
+mkdir newcerts
+: >index.txt
+
+# openssl.cnf refers to this variable; it must be set whenever it is loaded.
+export TEST_PKI_CA_SKID=hash
+make_ca ca v3_ca
+skid=$(openssl x509 -in ca.crt -noout -ext subjectKeyIdentifier | sed -n '2s/[[:space:]]//gp')
+[[ $skid =~ ^[0-9A-F:]+$ ]] || die "cannot read the subjectKeyIdentifier of ca.crt"
+TEST_PKI_CA_SKID=$skid
+make_ca other-ca v3_other_ca
+
+ec_key server.key
+csr server "/CN=localhost"
+sign server ca server_ext
+
+ec_key client.key
+csr client "$client_subj"
+sign client ca client_ext
+
+rsa_key client-rsa.key
+csr client-rsa "/CN=test-client-rsa"
+sign client-rsa ca client_rsa_ext
+
+ec_key client-other.key
+csr client-other "$client_subj"
+sign client-other other-ca client_ext
+
+ec_key client-expired.key
+csr client-expired "$client_subj"
+sign_dated client-expired 20200101000000Z 20210101000000Z
+
+ec_key client-future.key
+csr client-future "$client_subj"
+sign_dated client-future 20990101000000Z 21000101000000Z
+
+# client-badsig: flip the last byte of the DER, which is inside the
+# signature value, and re-armour it byte-for-byte.
+ossl x509 -in client.crt -outform DER -out client-badsig.der
+size=$(stat -c %s client-badsig.der)
+off=$((size - 1))
+byte=$(od -An -tu1 -j "$off" -N1 client-badsig.der | tr -d ' ')
+[[ $byte =~ ^[0-9]+$ ]] || die "cannot read client-badsig.der"
+# shellcheck disable=SC2059 # the format is the octal escape of the new byte
+printf "\\$(printf '%03o' $((byte ^ 0x01)))" |
+    dd of=client-badsig.der bs=1 seek="$off" conv=notrunc status=none
+{
+    echo "-----BEGIN CERTIFICATE-----"
+    base64 -w 64 client-badsig.der
+    echo "-----END CERTIFICATE-----"
+} >client-badsig.crt
+cp client.key client-badsig.key
+
+ec_key mismatch.key
+
+printf -- '-----BEGIN CERTIFICATE-----\nnot base64 !!!\n-----END CERTIFICATE-----\n' >garbage.crt
+
+# Cheap self-checks: the good leaves verify, the tampered one still parses
+# but does not verify, and the dated ones got the requested dates.
+ossl verify -CAfile ca.crt server.crt client.crt client-rsa.crt
+ossl x509 -in client-badsig.crt -noout
+if openssl verify -CAfile ca.crt client-badsig.crt >/dev/null 2>&1; then
+    die "client-badsig.crt unexpectedly verifies"
+fi
+[[ $(openssl x509 -in client-expired.crt -noout -enddate) == "notAfter=Jan  1 00:00:00 2021 GMT" ]] ||
+    die "client-expired.crt has the wrong validity period"
+[[ $(openssl x509 -in client-future.crt -noout -startdate) == "notBefore=Jan  1 00:00:00 2099 GMT" ]] ||
+    die "client-future.crt has the wrong validity period"
+
+files=(
+    ca.crt ca.key server.crt server.key client.crt client.key
+    client-rsa.crt client-rsa.key other-ca.crt other-ca.key
+    client-other.crt client-other.key client-expired.crt client-expired.key
+    client-future.crt client-future.key client-badsig.crt client-badsig.key
+    mismatch.key garbage.crt
+)
+for f in "${files[@]}"; do
+    case $f in
+        *.key) chmod 0600 "$f" ;;
+        *) chmod 0644 "$f" ;;
+    esac
+    mv -f -- "$f" "$dir/$f"
+done
+
+echo "test PKI in $dir"
