@@ -72,7 +72,14 @@ BIN := $(BUILDDIR)/tls-echod
 
 all: $(BIN)
 
-$(OBJDIR)/%.o: src/%.c | $(MBEDTLS_DEP)
+# Objects depend on the flags too: a CI=true (-Werror) or SAN=1 build after a
+# plain one recompiles instead of reusing objects built with other flags.
+FLAGS_STAMP := $(OBJDIR)/.cflags
+ifneq ($(file < $(FLAGS_STAMP)),$(ALL_CFLAGS))
+$(shell mkdir -p $(OBJDIR))$(file > $(FLAGS_STAMP),$(ALL_CFLAGS))
+endif
+
+$(OBJDIR)/%.o: src/%.c $(FLAGS_STAMP) | $(MBEDTLS_DEP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 

@@ -25,6 +25,8 @@
  */
 #define REFUSED_LINGER_MS 1000
 #define REFUSED_DISCARD_MAX (64 * 1024)
+/* Records echoed per wakeup, so one busy client cannot starve the others. */
+#define ECHO_BUDGET 8
 
 enum conn_state {
 	CONN_HANDSHAKE, /* until the client is verified */
@@ -49,7 +51,7 @@ struct conn {
 	const char *close_reason; /* token for CLOSE_REASON= */
 	char peer[NET_ADDRSTRLEN];
 	size_t off, len; /* pending output is buf[off..len) */
-	unsigned char buf[CONN_BUF];
+	unsigned char *buf; /* CONN_BUF bytes, only once the client is in */
 };
 
 void
@@ -83,7 +85,7 @@ io_events(enum tls_io r)
 static void
 log_close(const struct conn *c, uint64_t now_ms, const char *words)
 {
-	char subject[256], in[24], out[24], dur[24];
+	char subject[512], in[24], out[24], dur[24];
 	struct log_field f[] = {
 		{ "LISTENER", c->l->cfg->name },
 		{ "PEER_ADDR", c->peer },
@@ -137,10 +139,10 @@ conn_free(struct conn_set *set, struct conn *c)
 		c->next->prev = c->prev;
 	set->n--;
 	c->l->active--;
-	/* close() drops the epoll registration with the last reference. */
 	(void)epoll_ctl(set->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	tlssess_free(c->tls);
+	free(c->buf);
 	free(c);
 }
 
@@ -198,6 +200,8 @@ begin_closing(struct conn_set *set, struct conn *c, uint64_t now_ms,
 static void
 step_echo(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
+	unsigned budget = ECHO_BUDGET;
+
 	for (;;) {
 		enum tls_io r;
 		size_t n = 0;
@@ -224,8 +228,20 @@ step_echo(struct conn_set *set, struct conn *c, uint64_t now_ms)
 			return;
 		}
 		c->off = c->len = 0;
+		if (budget-- == 0) {
+			/*
+			 * Yield to the other ready connections.  Level-triggered
+			 * EPOLLIN brings us back; input already inside mbedTLS
+			 * is announced by no socket: ask for EPOLLOUT, which a
+			 * socket with room reports at once.
+			 */
+			if (arm(set, c, tlssess_pending(c->tls) ?
+			    EPOLLIN | EPOLLOUT : EPOLLIN) != 0)
+				finish(c, now_ms, "io-error", "epoll failed");
+			return;
+		}
 
-		r = tlssess_read(c->tls, c->buf, sizeof(c->buf), &n);
+		r = tlssess_read(c->tls, c->buf, CONN_BUF, &n);
 		if (r == TLS_IO_OK) {
 			c->len = n;
 			c->bytes_in += n;
@@ -248,11 +264,17 @@ step_echo(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	}
 }
 
-static void
+/*
+ * The client is in: now it gets its buffer (an unauthenticated peer holds
+ * only what mbedTLS needs for the handshake).  False if out of memory.
+ */
+static bool
 enter_echo(struct conn *c, uint64_t now_ms)
 {
 	const struct cfg_listener *lc = c->l->cfg;
 
+	if ((c->buf = malloc(CONN_BUF)) == NULL)
+		return false;
 	c->state = CONN_ECHO;
 	c->deadline_ms = lc->idle_timeout_ms ? now_ms + lc->idle_timeout_ms : 0;
 	if (lc->banner != NULL) {
@@ -261,6 +283,7 @@ enter_echo(struct conn *c, uint64_t now_ms)
 		c->off = 0;
 		c->len = lc->banner_len;
 	}
+	return true;
 }
 
 /* Drop what the client sends until it closes or the bound is reached. */
@@ -268,7 +291,8 @@ static void
 step_refused(struct conn *c)
 {
 	for (;;) {
-		ssize_t n = recv(c->fd, c->buf, sizeof(c->buf), 0);
+		unsigned char sink[4096];
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
 
 		if (n > 0) {
 			c->discarded += (size_t)n;
@@ -301,7 +325,10 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 
 	switch (r) {
 	case TLS_IO_OK:
-		enter_echo(c, now_ms);
+		if (!enter_echo(c, now_ms)) {
+			finish(c, now_ms, "io-error", "out of memory");
+			return;
+		}
 		step_echo(set, c, now_ms);
 		return;
 	case TLS_IO_WANT_READ:

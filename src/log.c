@@ -159,7 +159,7 @@ write_journal(int prio, const char *msgid, const char *msg,
 		write_stderr(prio, msg, f, n); /* journald gone: keep the line */
 }
 
-static void
+static void __attribute__((format(printf, 5, 0)))
 vlog_event(int prio, const char *msgid, const struct log_field *f, size_t n,
     const char *fmt, va_list ap)
 {

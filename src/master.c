@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -279,7 +280,7 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 		m->pipe_w = -1;
 		status = worker_run(&a);
 		for (size_t i = 0; i < m->nls; i++)
-			m->ls[i].fd = -1; /* the worker closed its copies */
+			m->ls[i].fd = -1; /* closed by worker_run, or by _exit */
 		master_free(m);
 		_exit(status);
 	}
@@ -434,8 +435,12 @@ loop(struct master *m)
 		if (m->stopping && alive(m) == 0)
 			return;
 		if (poll(&p, 1, poll_timeout(m, now)) < 0 && errno != EINTR) {
-			log_msg(LOG_ERR, "poll: %s", strerror(errno));
-			return;
+			/* Never leave workers behind unsupervised. */
+			log_msg(LOG_ERR, "poll: %s; stopping", strerror(errno));
+			if (!m->stopping)
+				begin_stop(m, SIGTERM, now);
+			sleep(1);
+			continue;
 		}
 		now = now_ms();
 		if (p.revents & POLLIN)
@@ -532,6 +537,8 @@ master_run(struct cfg *c)
 	unsigned k;
 	int status = 1;
 
+	/* Private keys live in this process and its workers: no core dumps. */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	log_open(c->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
 	    LOG_TARGET_STDERR, c->log != CFG_LOG_AUTO);
 	log_event(LOG_INFO, LOG_ID_START, NULL, 0, "tls-echod %s starting "

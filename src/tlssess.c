@@ -25,8 +25,8 @@ struct tlssess {
 	/* The client's leaf certificate as the verify callback saw it. */
 	int leaf_seen;
 	int leaf_issuer_known; /* issuer DN equals one of our CAs' subjects */
-	char leaf_subject[256];
-	char leaf_issuer[256];
+	char leaf_subject[512];
+	char leaf_issuer[512];
 	char leaf_from[32];
 	char leaf_to[32];
 };
@@ -69,6 +69,23 @@ sess_recv(void *p, unsigned char *buf, size_t len)
 	return MBEDTLS_ERR_NET_RECV_FAILED;
 }
 
+/*
+ * A DN as text for logs.  mbedTLS writes '?' for non-printable bytes; a DN
+ * too long for ${len} is cut with a marker rather than dropped.
+ */
+static void
+tlssess_dn(const mbedtls_x509_name *dn, char *buf, size_t len)
+{
+	static const char cut[] = "...(truncated)";
+
+	if (mbedtls_x509_dn_gets(buf, len, dn) >= 0)
+		return;
+	buf[len - 1] = '\0';
+	if (strlen(buf) > len - sizeof(cut))
+		buf[len - sizeof(cut)] = '\0';
+	strcat(buf, cut);
+}
+
 static void
 x509_time_str(const mbedtls_x509_time *t, char *buf, size_t len)
 {
@@ -87,12 +104,8 @@ sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 	if (depth != 0)
 		return 0;
 	s->leaf_seen = 1;
-	if (mbedtls_x509_dn_gets(s->leaf_subject, sizeof(s->leaf_subject),
-	    &crt->subject) < 0)
-		s->leaf_subject[0] = '\0';
-	if (mbedtls_x509_dn_gets(s->leaf_issuer, sizeof(s->leaf_issuer),
-	    &crt->issuer) < 0)
-		s->leaf_issuer[0] = '\0';
+	tlssess_dn(&crt->subject, s->leaf_subject, sizeof(s->leaf_subject));
+	tlssess_dn(&crt->issuer, s->leaf_issuer, sizeof(s->leaf_issuer));
 	x509_time_str(&crt->valid_from, s->leaf_from, sizeof(s->leaf_from));
 	x509_time_str(&crt->valid_to, s->leaf_to, sizeof(s->leaf_to));
 	s->leaf_issuer_known = 0;
@@ -252,7 +265,7 @@ refusal_from_flags(const struct tlssess *s, uint32_t flags,
 	} else if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
 		refuse(r, "unknown-ca", "client certificate issued by an "
 		    "unknown CA");
-		snprintf(r->detail, sizeof(r->detail), "issuer \"%s\" is not "
+		snprintf(r->detail, sizeof(r->detail), "issuer \"%.300s\" is not "
 		    "a CA in %s (or an intermediate is missing)",
 		    s->leaf_issuer, s->ctx->ca_path);
 	} else if (flags & MBEDTLS_X509_BADCERT_REVOKED) {
@@ -420,6 +433,6 @@ tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len)
 	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
 
 	buf[0] = '\0';
-	if (crt != NULL && mbedtls_x509_dn_gets(buf, len, &crt->subject) < 0)
-		buf[0] = '\0';
+	if (crt != NULL)
+		tlssess_dn(&crt->subject, buf, len);
 }

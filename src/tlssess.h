@@ -28,8 +28,8 @@ struct tls_refusal {
 	const char *token;  /* e.g. "cert-expired"; for CLOSE_REASON= */
 	const char *words;  /* e.g. "client certificate expired" */
 	char detail[512];   /* specifics, e.g. "expired on 2021-01-01 ..." */
-	char subject[256];  /* client certificate subject, "" if none seen */
-	char issuer[256];   /* its issuer, "" if none seen */
+	char subject[512];  /* client certificate subject, "" if none seen */
+	char issuer[512];   /* its issuer, "" if none seen */
 };
 
 /**

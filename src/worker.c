@@ -120,6 +120,27 @@ accept_some(struct worker *w, struct wl *l, uint64_t now)
 		socklen_t len = sizeof(ss);
 		int fd, one = 1;
 
+		if (l->cl.active >= l->cl.cfg->max_connections) {
+			/*
+			 * Full: stop taking connections here, so the kernel
+			 * hands them to a worker with room (or they wait in
+			 * the backlog) instead of being refused.
+			 */
+			if (now - w->last_limit_log >= 1000) {
+				struct log_field f[] = {
+					{ "LISTENER", l->cl.cfg->name },
+				};
+
+				log_event(LOG_WARNING, LOG_ID_LIMIT, f, 1,
+				    "listener %s: this worker is at "
+				    "max_connections (%u); not accepting until "
+				    "one closes", l->cl.cfg->name,
+				    l->cl.cfg->max_connections);
+				w->last_limit_log = now;
+			}
+			listener_pause(w, l, now + ACCEPT_PAUSE_MS);
+			return;
+		}
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -136,23 +157,6 @@ accept_some(struct worker *w, struct wl *l, uint64_t now)
 			}
 			listener_pause(w, l, now + ACCEPT_PAUSE_MS);
 			return;
-		}
-		if (l->cl.active >= l->cl.cfg->max_connections) {
-			if (now - w->last_limit_log >= 1000) {
-				struct log_field f[] = {
-					{ "LISTENER", l->cl.cfg->name },
-					{ "CLOSE_REASON", "limit" },
-				};
-
-				log_event(LOG_WARNING, LOG_ID_LIMIT, f, 2,
-				    "connection refused: listener %s is at "
-				    "max_connections (%u per worker)",
-				    l->cl.cfg->name,
-				    l->cl.cfg->max_connections);
-				w->last_limit_log = now;
-			}
-			close(fd);
-			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));

@@ -1662,6 +1662,33 @@ START_TEST(check_of_good_config_says_ok)
 }
 END_TEST
 
+START_TEST(check_refuses_expired_server_certificate_with_its_date)
+{
+	struct run r;
+
+	/* Any expired leaf will do as "server certificate". */
+	daemon_conf("d-expired.conf", "# nothing", "client-expired.crt",
+	    "client-expired.key", "ca.crt");
+	run_check(&r);
+	ASSERT_EXIT(&r, 1);
+	ASSERT_DAEMON_ERR(&r, CERT_LINE, "listeners[0].tls.cert",
+	    "expired on 2021-01-01");
+}
+END_TEST
+
+START_TEST(check_refuses_not_yet_valid_server_certificate_with_its_date)
+{
+	struct run r;
+
+	daemon_conf("d-future.conf", "# nothing", "client-future.crt",
+	    "client-future.key", "ca.crt");
+	run_check(&r);
+	ASSERT_EXIT(&r, 1);
+	ASSERT_DAEMON_ERR(&r, CERT_LINE, "listeners[0].tls.cert",
+	    "not valid before 2099-01-01");
+}
+END_TEST
+
 START_TEST(check_refuses_key_that_does_not_match_certificate)
 {
 	struct run r;
@@ -2043,6 +2070,8 @@ daemon_check_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, check_of_good_config_says_ok);
 	tcase_add_test(tc, check_refuses_key_that_does_not_match_certificate);
+	tcase_add_test(tc, check_refuses_expired_server_certificate_with_its_date);
+	tcase_add_test(tc, check_refuses_not_yet_valid_server_certificate_with_its_date);
 	tcase_add_test(tc, check_refuses_garbage_certificate_naming_the_file);
 	tcase_add_test(tc, check_refuses_key_file_given_as_certificate);
 	tcase_add_test(tc, check_refuses_certificate_given_as_key);

@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -391,6 +392,84 @@ START_TEST(test_backpressure_stops_reading_bounds_memory_and_serves_others)
 	daemon_down(&d);
 	free(data);
 	free(back);
+}
+END_TEST
+
+/* --- one busy client must not starve the others on its worker ---------- */
+
+#define PROBES 3
+#define PROBE_MAX_MS 2000
+
+/*
+ * A client that sends without pause and discards what comes back, as fast
+ * as openssl can: its records are always waiting in the worker's socket.
+ */
+static pid_t
+start_streamer(const struct h_daemon *d, char *tag, size_t taglen)
+{
+	char connect[64], local[64];
+	int bport = h_free_port();
+	pid_t pid;
+
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", d->port);
+	snprintf(local, sizeof(local), "127.0.0.1:%d", bport);
+	snprintf(tag, taglen, "PEER_ADDR=127.0.0.1:%d ", bport);
+	pid = fork();
+	if (pid == 0) {
+		int in = open("/dev/zero", O_RDONLY);
+		int out = open("/dev/null", O_WRONLY);
+
+		if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+		    dup2(out, 2) < 0)
+			_exit(127);
+		execlp("openssl", "openssl", "s_client", "-connect", connect,
+		    "-bind", local, "-cert", h_pki("client.crt"), "-key", h_pki("client.key"),
+		    "-CAfile", h_pki("ca.crt"), "-quiet", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+START_TEST(test_streaming_client_does_not_starve_others_on_its_worker)
+{
+	struct h_tls_opts o = client("client", 0);
+	struct h_daemon d;
+	struct h_tls probe;
+	char line[4096], tag[64];
+	int64_t t0, took;
+	pid_t streamer;
+	int i;
+
+	/* One worker: the streamer and the probes share its event loop. */
+	daemon_up(&d, "starve", "workers = 1;", NULL);
+	streamer = start_streamer(&d, tag, sizeof(tag));
+	ck_assert(streamer > 0);
+	usleep(500000); /* let the stream get going */
+	for (i = 0; i < PROBES; i++) {
+		t0 = h_now_ms();
+		connect_ok(&probe, &d, &o);
+		roundtrip_ok(&probe, "beside a streaming client");
+		took = h_now_ms() - t0;
+		h_tls_close(&probe);
+		ck_assert_msg(took < PROBE_MAX_MS, "probe %d took %lld ms next "
+		    "to a streaming client (limit %d ms): the worker is "
+		    "starved", i, (long long)took, PROBE_MAX_MS);
+	}
+	/* The stream was really flowing meanwhile: SIGTERM still works and
+	 * its close line shows megabytes. */
+	kill(streamer, SIGTERM);
+	ck_assert_int_ge(h_wait_pid(streamer, 5000), 0);
+	LOG_EXPECT(&d, line, tag, "connection closed:", "BYTES_IN=");
+	{
+		const char *p = strstr(line, "BYTES_IN=");
+		unsigned long long in = p ? strtoull(p + 9, NULL, 10) : 0;
+
+		fprintf(stderr, "starvation: %llu MiB streamed while %d probes "
+		    "got through\n", in / MiB, PROBES);
+		ck_assert_msg(in >= 1 * MiB, "the streamer moved only %llu "
+		    "bytes: the test proves nothing", in);
+	}
+	daemon_down(&d);
 }
 END_TEST
 
@@ -1082,6 +1161,7 @@ daemon_suite(void)
 	tcase_add_test(tc, test_200_concurrent_clients_all_get_their_own_echo);
 	tcase_add_test(tc, test_backpressure_stops_reading_bounds_memory_and_serves_others);
 	tcase_add_test(tc, test_workers_draw_distinct_server_randoms);
+	tcase_add_test(tc, test_streaming_client_does_not_starve_others_on_its_worker);
 
 	tc = tcase(s, "refusals", 30);
 	tcase_add_loop_test(tc, test_refuses_client_without_certificate, 0, 2);
