@@ -15,6 +15,8 @@ VERSION := 0.1.0
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DESTDIR ?=
 BUILDDIR ?= build
 
@@ -114,7 +116,22 @@ TEST_LIBS = $(shell pkg-config --libs check)
 TEST_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(ALL_CFLAGS)) \
 	$(shell pkg-config --cflags check) -Isrc
 
-TEST_BINS := $(TESTDIR)/check_config $(TESTDIR)/check_daemon
+TEST_BINS := $(TESTDIR)/check_config $(TESTDIR)/check_proxy \
+	$(TESTDIR)/check_daemon $(TESTDIR)/check_relay $(TESTDIR)/check_lifecycle
+
+$(TESTDIR)/check_relay: test/check_relay.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_relay.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
+$(TESTDIR)/check_lifecycle: test/check_lifecycle.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_lifecycle.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
+$(TESTDIR)/check_proxy: test/check_proxy.c $(OBJDIR)/proxy.o
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
 $(TESTDIR)/check_config: test/check_config.c $(OBJDIR)/config.o
 	@mkdir -p $(@D)
@@ -125,21 +142,42 @@ $(TESTDIR)/check_daemon: test/check_daemon.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_daemon.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
+# The systemd suite boots a container (root only; it skips itself
+# otherwise); NO_SYSTEMD=1 leaves it out.
+SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
+
 check-build: $(BIN) $(TEST_BINS)
 
 check-run: check-build
 	@rm -rf $(TESTDIR)/pki $(TESTDIR)/tmp
 	@mkdir -p $(TESTDIR)/tmp
 	@test/gen-test-pki.sh $(TESTDIR)/pki
-	@TLS_ECHOD_BIN=$(abspath $(BIN)) TEST_PKI=$(abspath $(TESTDIR)/pki) \
+	@BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) TLS_ECHOD_BIN=$(abspath $(BIN)) \
+	  TEST_PKI=$(abspath $(TESTDIR)/pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/tmp) \
-	  test/run-tests.sh $(TEST_BINS)
+	  test/run-tests.sh $(TEST_BINS) $(SYSTEMD_SUITE)
+
+# Real systemd: boots Debian 12 under systemd-nspawn (root; cached root
+# filesystem in $(BUILDDIR)/nspawn), installs there, drives the units.
+.PHONY: check-systemd
+check-systemd: $(BIN)
+	@BUILDDIR=$(BUILDDIR) test/check-systemd.sh
 
 # --- install ---------------------------------------------------------------
 
+# Units get this install's paths; an existing configuration is never touched.
+UNIT_SED = sed -e 's|/usr/local/sbin/tls-echod|$(SBINDIR)/tls-echod|g' \
+	-e 's|/etc/tls-echod/|$(SYSCONFDIR)/tls-echod/|g'
+
 install: $(BIN)
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/tls-echod
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/tls-echod \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/tls-echod
+	$(UNIT_SED) systemd/tls-echod.service > $(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service
+	$(UNIT_SED) systemd/tls-echod.socket > $(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket
+	install -m 0644 systemd/tls-echod.sysusers $(DESTDIR)$(SYSUSERSDIR)/tls-echod.conf
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf ]; then \
 	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf"; \
 	else \
@@ -149,7 +187,10 @@ install: $(BIN)
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/tls-echod
+	rm -f $(DESTDIR)$(SBINDIR)/tls-echod \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket \
+		$(DESTDIR)$(SYSUSERSDIR)/tls-echod.conf
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/tls-echod/ in place (configuration and keys)"
 
 clean:

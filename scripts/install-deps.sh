@@ -21,6 +21,7 @@ packages=(
     systemd # systemd-notify, systemd-analyze
     procps
     python3
+    redis-server redis-tools # relay tests: a real backend and client
 )
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }

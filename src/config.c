@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <stddef.h>
+#include <sys/un.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +19,9 @@
 #include <unistd.h>
 
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 30000u
+#define DEFAULT_DRAIN_TIMEOUT_MS 300000u
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000u
+#define DEFAULT_LINGER_TIMEOUT_MS 30000u
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS 300000u
 #define DEFAULT_MAX_CONNECTIONS 10000u
@@ -39,15 +44,21 @@ struct defaults {
 };
 
 static const char *const global_keys[] = {
-	"workers", "user", "group", "log", "shutdown_timeout",
+	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
 	NULL,
 };
 static const char *const listener_keys[] = {
 	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
-	"idle_timeout", "max_connections", NULL,
+	"idle_timeout", "max_connections", "backend", "linger_timeout", NULL,
 };
 static const char *const tls_keys[] = { "cert", "key", "ca", NULL };
+static const char *const backend_keys[] = {
+	"address", "connect_timeout", "proxy_protocol", "tls", NULL,
+};
+static const char *const backend_tls_keys[] = {
+	"ca", "cert", "key", "server_name", NULL,
+};
 
 /*
  * The file ${s} was read from, as a path the operator can open: libconfig
@@ -404,17 +415,22 @@ addr_clash(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 	    sizeof(struct in6_addr)) == 0;
 }
 
-/* Resolve ${value} against the config's folder and check it is readable. */
+/*
+ * Resolve file setting ${name} of ${tls} against the config's folder and
+ * check it is readable.  Absent and not ${required}: f->path stays NULL.
+ */
 static int
-load_file(struct loader *l, const config_setting_t *tls, const char *name,
-    struct cfg_file *f)
+load_file_opt(struct loader *l, const config_setting_t *tls, const char *name,
+    bool required, struct cfg_file *f)
 {
 	const char *value;
 	config_setting_t *s;
 	char where[128];
 
-	if (get_string(l, tls, name, true, &value, &s) != 0)
+	if (get_string(l, tls, name, required, &value, &s) != 0)
 		return -1;
+	if (s == NULL)
+		return 0;
 	setting_path(s, where, sizeof(where));
 	if (value[0] == '\0') {
 		fail(l, s, "%s: empty file name", where);
@@ -445,6 +461,152 @@ load_file(struct loader *l, const config_setting_t *tls, const char *name,
 		fail(l, s, "%s: cannot read \"%s\": %s", where, f->path,
 		    strerror(errno));
 		return -1;
+	}
+	return 0;
+}
+
+static int
+load_file(struct loader *l, const config_setting_t *tls, const char *name,
+    struct cfg_file *f)
+{
+	return load_file_opt(l, tls, name, true, f);
+}
+
+/* "unix:/path", else an address as for listen (but no wildcard). */
+static int
+parse_backend_addr(const char *s, struct sockaddr_storage *ss,
+    socklen_t *len, const char **why)
+{
+	if (strncmp(s, "unix:", 5) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		size_t n = strlen(s + 5);
+
+		memset(ss, 0, sizeof(*ss));
+		if (n == 0 || s[5] != '/' || n >= sizeof(un->sun_path)) {
+			*why = "expected \"unix:/absolute/path\" (at most 107 "
+			    "bytes)";
+			return -1;
+		}
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, s + 5, n + 1);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+		return 0;
+	}
+	if (s[0] == '*') {
+		*why = "a backend needs a specific address, not \"*\"";
+		return -1;
+	}
+	if (parse_listen(s, ss, len, why) != 0)
+		return -1;
+	if (addr_port(ss) == 0) {
+		*why = "port must be from 1 to 65535";
+		return -1;
+	}
+	return 0;
+}
+
+static int
+load_backend(struct loader *l, const config_setting_t *g,
+    struct cfg_listener *li)
+{
+	struct cfg_backend *b = &li->backend;
+	config_setting_t *bg, *s, *tls;
+	const char *addr, *pp, *sn, *why;
+	char where[128];
+
+	if (get_typed(l, g, "backend", CONFIG_TYPE_GROUP, &bg) != 0)
+		return -1;
+	setting_path(g, where, sizeof(where));
+	if (li->mode != CFG_MODE_RELAY) {
+		if (bg != NULL) {
+			fail(l, bg, "%s.backend: only for mode = \"relay\"",
+			    where);
+			return -1;
+		}
+		return 0;
+	}
+	if (bg == NULL) {
+		/* Point at the mode line: that is what asks for a backend. */
+		const config_setting_t *m = config_setting_get_member(g, "mode");
+
+		fail(l, m, "%s.mode: \"relay\" needs a backend: add "
+		    "backend = { address = \"host:port\"; };", where);
+		return -1;
+	}
+	b->line = (int)config_setting_source_line(bg);
+	if (check_keys(l, bg, backend_keys) != 0)
+		return -1;
+	if (get_string(l, bg, "address", true, &addr, &s) != 0)
+		return -1;
+	if (parse_backend_addr(addr, &b->addr, &b->addrlen, &why) != 0) {
+		setting_path(s, where, sizeof(where));
+		fail(l, s, "%s: \"%s\": %s", where, addr, why);
+		return -1;
+	}
+	if ((b->address = xstrdup(l, addr)) == NULL)
+		return -1;
+	b->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+	if (get_seconds(l, bg, "connect_timeout", 100, 3600000,
+	    &b->connect_timeout_ms) != 0)
+		return -1;
+	if (get_string(l, bg, "proxy_protocol", false, &pp, &s) != 0)
+		return -1;
+	b->proxy = CFG_PROXY_OFF;
+	if (pp != NULL) {
+		if (strcmp(pp, "off") == 0)
+			b->proxy = CFG_PROXY_OFF;
+		else if (strcmp(pp, "v1") == 0)
+			b->proxy = CFG_PROXY_V1;
+		else if (strcmp(pp, "v2") == 0)
+			b->proxy = CFG_PROXY_V2;
+		else {
+			setting_path(s, where, sizeof(where));
+			fail(l, s, "%s: unknown value \"%s\" (use \"off\", "
+			    "\"v1\" or \"v2\")", where, pp);
+			return -1;
+		}
+	}
+	if (get_typed(l, bg, "tls", CONFIG_TYPE_GROUP, &tls) != 0)
+		return -1;
+	if (tls == NULL)
+		return 0;
+	b->tls = true;
+	if (check_keys(l, tls, backend_tls_keys) != 0 ||
+	    load_file(l, tls, "ca", &b->ca) != 0 ||
+	    load_file_opt(l, tls, "cert", false, &b->cert) != 0 ||
+	    load_file_opt(l, tls, "key", false, &b->key) != 0)
+		return -1;
+	if ((b->cert.path == NULL) != (b->key.path == NULL)) {
+		setting_path(tls, where, sizeof(where));
+		fail(l, tls, "%s: cert and key go together (a client "
+		    "certificate for the backend needs both)", where);
+		return -1;
+	}
+	if (get_string(l, tls, "server_name", false, &sn, &s) != 0)
+		return -1;
+	if (sn == NULL) {
+		if (b->addr.ss_family == AF_UNIX) {
+			setting_path(tls, where, sizeof(where));
+			fail(l, tls, "%s.server_name: required for a unix "
+			    "socket backend (the name its certificate must "
+			    "carry)", where);
+			return -1;
+		}
+		/* The host part of the address: an IP the certificate's
+		 * SAN must hold, or "localhost". */
+		sn = addr;
+	}
+	if ((b->server_name = xstrdup(l, sn)) == NULL)
+		return -1;
+	if (sn == addr) {
+		char *p = b->server_name, *colon = strrchr(p, ':');
+
+		if (colon != NULL)
+			*colon = '\0';
+		if (p[0] == '[') {
+			memmove(p, p + 1, strlen(p));
+			p[strcspn(p, "]")] = '\0';
+		}
 	}
 	return 0;
 }
@@ -515,12 +677,16 @@ load_listener(struct loader *l, const config_setting_t *g,
 	if (get_string(l, g, "mode", false, &mode, &s) != 0)
 		return -1;
 	li->mode = CFG_MODE_ECHO;
-	if (mode != NULL && strcmp(mode, "echo") != 0) {
+	if (mode != NULL && strcmp(mode, "relay") == 0)
+		li->mode = CFG_MODE_RELAY;
+	else if (mode != NULL && strcmp(mode, "echo") != 0) {
 		setting_path(s, where, sizeof(where));
-		fail(l, s, "%s: unknown mode \"%s\" (this version has: \"echo\")",
-		    where, mode);
+		fail(l, s, "%s: unknown mode \"%s\" (use \"echo\" or "
+		    "\"relay\")", where, mode);
 		return -1;
 	}
+	if (load_backend(l, g, li) != 0)
+		return -1;
 
 	if (get_string(l, g, "banner", false, &banner, &s) != 0)
 		return -1;
@@ -540,7 +706,10 @@ load_listener(struct loader *l, const config_setting_t *g,
 	li->handshake_timeout_ms = d->handshake_timeout_ms;
 	li->idle_timeout_ms = d->idle_timeout_ms;
 	li->max_connections = d->max_connections;
-	if (get_seconds(l, g, "handshake_timeout", 100, 3600000,
+	li->linger_timeout_ms = DEFAULT_LINGER_TIMEOUT_MS;
+	if (get_seconds(l, g, "linger_timeout", 100, 3600000,
+	    &li->linger_timeout_ms) != 0 ||
+	    get_seconds(l, g, "handshake_timeout", 100, 3600000,
 	    &li->handshake_timeout_ms) != 0 ||
 	    get_seconds(l, g, "idle_timeout", 0, 86400000,
 	    &li->idle_timeout_ms) != 0 ||
@@ -653,9 +822,12 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 		return -1;
 	c->workers = default_workers();
 	c->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+	c->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
 	if (get_uint(l, root, "workers", 1, MAX_WORKERS, &c->workers) != 0 ||
 	    get_seconds(l, root, "shutdown_timeout", 0, 3600000,
 	    &c->shutdown_timeout_ms) != 0 ||
+	    get_seconds(l, root, "drain_timeout", 0, 86400000,
+	    &c->drain_timeout_ms) != 0 ||
 	    get_seconds(l, root, "handshake_timeout", 100, 3600000,
 	    &d.handshake_timeout_ms) != 0 ||
 	    get_seconds(l, root, "idle_timeout", 0, 86400000,
@@ -804,6 +976,11 @@ cfg_free(struct cfg *c)
 		file_free(&li->cert);
 		file_free(&li->key);
 		file_free(&li->ca);
+		free(li->backend.address);
+		free(li->backend.server_name);
+		file_free(&li->backend.ca);
+		file_free(&li->backend.cert);
+		file_free(&li->backend.key);
 	}
 	free(c->listeners);
 	free(c->user);
@@ -817,6 +994,7 @@ cfg_mode_name(enum cfg_mode mode)
 {
 	switch (mode) {
 	case CFG_MODE_ECHO: return "echo";
+	case CFG_MODE_RELAY: return "relay";
 	}
 	return "?";
 }

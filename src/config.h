@@ -9,6 +9,7 @@
 #ifndef TLS_ECHOD_CONFIG_H
 #define TLS_ECHOD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -16,7 +17,8 @@
 #define CFG_NAME_MAX 64
 #define CFG_BANNER_MAX 4096
 
-enum cfg_mode { CFG_MODE_ECHO };
+enum cfg_mode { CFG_MODE_ECHO, CFG_MODE_RELAY };
+enum cfg_proxy { CFG_PROXY_OFF, CFG_PROXY_V1, CFG_PROXY_V2 };
 enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR };
 
 /* A file setting: resolved path plus where it was written, for messages. */
@@ -25,6 +27,21 @@ struct cfg_file {
 	char *setting; /* e.g. "listeners[0].tls.cert" */
 	char *file;    /* config file (or @include) it was set in */
 	int line;      /* line in that file, 0 if unknown */
+};
+
+/* Where a relay listener sends its clients' bytes. */
+struct cfg_backend {
+	char *address; /* as written: "host:port", "[v6]:port", "unix:/path" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	unsigned connect_timeout_ms;
+	enum cfg_proxy proxy;
+	bool tls;          /* TLS to the backend, verified against ca */
+	struct cfg_file ca;   /* required with tls */
+	struct cfg_file cert; /* optional client certificate (path NULL) */
+	struct cfg_file key;
+	char *server_name; /* name (or IP) the backend certificate must hold */
+	int line;
 };
 
 struct cfg_listener {
@@ -39,6 +56,8 @@ struct cfg_listener {
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms; /* 0: no idle timeout */
 	unsigned max_connections; /* per worker */
+	unsigned linger_timeout_ms; /* relay: after one side closed */
+	struct cfg_backend backend; /* mode relay only */
 	int line;                 /* line of the listener's group */
 	char *setting;            /* e.g. "listeners[0]" */
 	char *file;               /* config file (or @include) it is in */
@@ -51,7 +70,8 @@ struct cfg {
 	char *group; /* NULL: user's primary group, or keep */
 	int user_line, group_line;
 	enum cfg_log log;
-	unsigned shutdown_timeout_ms;
+	unsigned shutdown_timeout_ms; /* SIGTERM: time live connections get */
+	unsigned drain_timeout_ms;    /* reload: time old workers get */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 };

@@ -1,5 +1,15 @@
 /*
  * conn: one client connection, from accept to close.
+ *
+ * States: HANDSHAKE -> ECHO, or HANDSHAKE -> CONNECTING [-> BACKEND_TLS] ->
+ * RELAY; then CLOSING (close_notify) -> DONE.  Bytes move in "directions":
+ * echo has one (client -> client), relay two (client -> backend, backend ->
+ * client).  A direction holds at most one buffer of data and reads its
+ * source only once that buffer has been written out: a sink that stops
+ * reading stops its source being read (back-pressure), and memory per
+ * connection is bounded whatever the peers do.  A source's end (FIN or
+ * close_notify) is passed on to its sink once the buffer is empty, so
+ * half-closes propagate and nothing in flight is lost.
  */
 #include "conn.h"
 
@@ -14,10 +24,12 @@
 
 #include "log.h"
 #include "net.h"
+#include "proxy.h"
 #include "tlssess.h"
 
-/* One TLS record's worth: the echo never holds more than this per client. */
+/* One TLS record's worth per direction. */
 #define CONN_BUF 16384
+#define CLOSE_MS 2000 /* for close_notify to a peer that may not read */
 /*
  * After refusing a handshake, read and drop what the client still sends for
  * this long (or this much) before closing: closing with unread input makes
@@ -25,84 +37,224 @@
  */
 #define REFUSED_LINGER_MS 1000
 #define REFUSED_DISCARD_MAX (64 * 1024)
-/* Records echoed per wakeup, so one busy client cannot starve the others. */
-#define ECHO_BUDGET 8
+/* Records moved per direction and wakeup: one busy peer cannot starve the
+ * other connections of its worker. */
+#define PUMP_BUDGET 8
 
 enum conn_state {
-	CONN_HANDSHAKE, /* until the client is verified */
-	CONN_ECHO,      /* banner, then bytes back as they come */
-	CONN_CLOSING,   /* sending close_notify */
-	CONN_REFUSED,   /* alert sent: discarding the client's rest */
-	CONN_DONE,      /* to be freed */
+	CONN_HANDSHAKE,   /* until the client is verified */
+	CONN_ECHO,        /* banner, then bytes back as they come */
+	CONN_CONNECTING,  /* relay: TCP connect to the backend */
+	CONN_BACKEND_TLS, /* relay: TLS handshake with the backend */
+	CONN_RELAY,       /* relay: bytes both ways */
+	CONN_CLOSING,     /* sending close_notify to the client */
+	CONN_REFUSED,     /* alert sent: discarding the client's rest */
+	CONN_DONE,        /* to be freed */
+};
+
+/* A socket of the connection; also its epoll cookie (see conn.h). */
+struct side {
+	int kind; /* CONN_EV_KIND: first */
+	struct conn *c;
+	int fd;                /* -1: none */
+	struct tlssess *tls;   /* NULL: plain */
+	uint32_t armed;        /* events registered; 0: not in epoll at all */
+	bool want_in, want_out; /* computed by each step */
+	int err;               /* errno of a plain I/O failure */
+};
+
+/* Bytes from one side to another. */
+struct dir {
+	struct side *src, *dst;
+	unsigned char *buf;
+	size_t off, len;   /* pending output is buf[off..len) */
+	bool eof;          /* the source ended */
+	bool shut;         /* ... and the sink was told */
+	bool drop;         /* the sink is gone: read the source, discard */
+	uint64_t bytes;    /* read from src */
+	uint64_t written;  /* written to dst (PROXY header and banner too) */
 };
 
 struct conn {
-	int kind; /* CONN_EV_KIND: first, see conn.h */
+	struct side client;  /* first: a struct conn * is a cookie too */
+	struct side backend;
 	enum conn_state state;
-	int fd;
 	struct conn_listener *l;
-	struct tlssess *tls;
 	struct conn *prev, *next; /* in the worker's set */
-	uint32_t armed;           /* epoll events registered */
-	uint64_t start_ms;
-	uint64_t deadline_ms;     /* of the current state; 0: none */
-	uint64_t bytes_in, bytes_out;
+	struct dir dirs[2];
+	size_t ndirs;
+	uint64_t start_ms, deadline_ms, last_ms;
+	uint64_t connect_start_ms, connect_ms;
+	const char *first_eof;    /* "client" or "backend": who ended first */
 	size_t discarded;         /* CONN_REFUSED: bytes dropped */
-	const char *close_reason; /* token for CLOSE_REASON= */
 	char peer[NET_ADDRSTRLEN];
-	size_t off, len; /* pending output is buf[off..len) */
-	unsigned char *buf; /* CONN_BUF bytes, only once the client is in */
+	struct sockaddr_storage peer_sa;
+	socklen_t peer_len;
 };
 
 void
 conn_set_init(struct conn_set *set, int epfd)
 {
 	set->head = NULL;
+	set->dead = NULL;
 	set->n = 0;
 	set->epfd = epfd;
 }
 
 /* Register interest in ${want}, touching epoll only on change. */
 static int
-arm(struct conn_set *set, struct conn *c, uint32_t want)
+arm(struct conn_set *set, struct side *s, uint32_t want)
 {
-	struct epoll_event ev = { .events = want, .data.ptr = c };
+	struct epoll_event ev = { .events = want, .data.ptr = s };
 
-	if (want == c->armed)
+	if (s->fd < 0 || want == s->armed)
 		return 0;
-	if (epoll_ctl(set->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+	/*
+	 * Waiting for nothing means leaving epoll: it reports hang-ups and
+	 * errors even for an empty mask, level-triggered, and a side we are
+	 * not serving (say a backend that closed while the client reads
+	 * slowly) would wake us in a loop.  Its state waits in the socket
+	 * for our next read or write.
+	 */
+	if (want == 0) {
+		if (epoll_ctl(set->epfd, EPOLL_CTL_DEL, s->fd, NULL) != 0)
+			return -1;
+	} else if (epoll_ctl(set->epfd, s->armed == 0 ? EPOLL_CTL_ADD :
+	    EPOLL_CTL_MOD, s->fd, &ev) != 0)
 		return -1;
-	c->armed = want;
+	s->armed = want;
 	return 0;
 }
 
-static uint32_t
-io_events(enum tls_io r)
+static int
+arm_wants(struct conn_set *set, struct side *s)
 {
-	return r == TLS_IO_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+	return arm(set, s, (s->want_in ? EPOLLIN : 0u) |
+	    (s->want_out ? EPOLLOUT : 0u));
 }
 
 static void
-log_close(const struct conn *c, uint64_t now_ms, const char *words)
+want(struct side *s, enum tls_io r)
 {
-	char subject[512], in[24], out[24], dur[24];
+	if (r == TLS_IO_WANT_WRITE)
+		s->want_out = true;
+	else
+		s->want_in = true;
+}
+
+/* --- endpoints: a TLS session or a plain socket ------------------------ */
+
+static enum tls_io
+ep_read(struct side *s, void *buf, size_t len, size_t *n)
+{
+	ssize_t r;
+
+	if (s->tls != NULL)
+		return tlssess_read(s->tls, buf, len, n);
+	r = recv(s->fd, buf, len, 0);
+	if (r > 0) {
+		*n = (size_t)r;
+		return TLS_IO_OK;
+	}
+	if (r == 0)
+		return TLS_IO_EOF;
+	if (errno == EAGAIN || errno == EINTR)
+		return TLS_IO_WANT_READ;
+	s->err = errno;
+	return TLS_IO_ERROR;
+}
+
+static enum tls_io
+ep_write(struct side *s, const void *buf, size_t len, size_t *n)
+{
+	ssize_t r;
+
+	if (s->tls != NULL)
+		return tlssess_write(s->tls, buf, len, n);
+	r = send(s->fd, buf, len, MSG_NOSIGNAL);
+	if (r >= 0) {
+		*n = (size_t)r;
+		return TLS_IO_OK;
+	}
+	if (errno == EAGAIN || errno == EINTR)
+		return TLS_IO_WANT_WRITE;
+	s->err = errno;
+	return TLS_IO_ERROR;
+}
+
+/* Tell the peer we send no more: close_notify (TLS), then FIN. */
+static enum tls_io
+ep_shutdown(struct side *s)
+{
+	if (s->tls != NULL) {
+		enum tls_io r = tlssess_close_notify(s->tls);
+
+		if (r != TLS_IO_OK)
+			return r;
+	}
+	(void)shutdown(s->fd, SHUT_WR);
+	return TLS_IO_OK;
+}
+
+/* The last failure on ${s} was its peer resetting or closing under us. */
+static bool
+ep_gone(const struct side *s)
+{
+	if (s->tls != NULL)
+		return tlssess_peer_gone(s->tls) != 0;
+	return s->err == EPIPE || s->err == ECONNRESET;
+}
+
+static void
+ep_error(const struct side *s, char *buf, size_t len)
+{
+	if (s->tls != NULL)
+		tlssess_error(s->tls, buf, len);
+	else
+		snprintf(buf, len, "%s", strerror(s->err ? s->err : EIO));
+}
+
+/* --- logging ------------------------------------------------------------ */
+
+static void
+log_close(const struct conn *c, uint64_t now_ms, const char *reason,
+    const char *words)
+{
+	char subject[512], in[24], out[24], dur[24], bin[24], bout[24];
+	char cms[24], baddr[NET_ADDRSTRLEN + 8];
+	bool relay = c->l->cfg->mode == CFG_MODE_RELAY;
+	const struct dir *up = &c->dirs[0];
+	const struct dir *down = relay ? &c->dirs[1] : &c->dirs[0];
 	struct log_field f[] = {
 		{ "LISTENER", c->l->cfg->name },
 		{ "PEER_ADDR", c->peer },
 		{ "CLIENT_SUBJECT", subject },
-		{ "TLS_VERSION", tlssess_version(c->tls) },
-		{ "TLS_CIPHER", tlssess_cipher(c->tls) },
+		{ "TLS_VERSION", tlssess_version(c->client.tls) },
+		{ "TLS_CIPHER", tlssess_cipher(c->client.tls) },
 		{ "BYTES_IN", in },
 		{ "BYTES_OUT", out },
 		{ "DURATION_MS", dur },
-		{ "CLOSE_REASON", c->close_reason },
+		{ "CLOSE_REASON", reason },
+		{ "BACKEND_ADDR", relay ? baddr : NULL },
+		{ "BACKEND_CONNECT_MS", relay && c->connect_ms ? cms : NULL },
+		{ "BACKEND_BYTES_OUT", relay ? bout : NULL },
+		{ "BACKEND_BYTES_IN", relay ? bin : NULL },
 	};
 
-	tlssess_peer_subject(c->tls, subject, sizeof(subject));
-	snprintf(in, sizeof(in), "%" PRIu64, c->bytes_in);
-	snprintf(out, sizeof(out), "%" PRIu64, c->bytes_out);
+	tlssess_peer_subject(c->client.tls, subject, sizeof(subject));
+	snprintf(in, sizeof(in), "%" PRIu64, up->bytes);
+	snprintf(out, sizeof(out), "%" PRIu64, down->written);
 	snprintf(dur, sizeof(dur), "%" PRIu64, now_ms - c->start_ms);
-	log_event(LOG_INFO, LOG_ID_CONN_CLOSE, f, sizeof(f) / sizeof(f[0]),
+	snprintf(baddr, sizeof(baddr), "%s", c->l->cfg->backend.address ?
+	    c->l->cfg->backend.address : "");
+	snprintf(cms, sizeof(cms), "%" PRIu64, c->connect_ms);
+	snprintf(bout, sizeof(bout), "%" PRIu64, up->written);
+	snprintf(bin, sizeof(bin), "%" PRIu64, down->bytes);
+	/* A backend that fails us is the operator's problem: say it louder. */
+	int prio = strncmp(reason, "backend-", 8) == 0 &&
+	    strcmp(reason, "backend-closed") != 0 ? LOG_WARNING : LOG_INFO;
+
+	log_event(prio, LOG_ID_CONN_CLOSE, f, sizeof(f) / sizeof(f[0]),
 	    "connection closed: %s", words);
 }
 
@@ -128,6 +280,25 @@ log_refusal(const struct conn *c, uint64_t now_ms, const struct tls_refusal *r)
 	    "handshake refused: %s", r->words);
 }
 
+/* --- life cycle --------------------------------------------------------- */
+
+static void
+side_close(struct conn_set *set, struct side *s)
+{
+	if (s->fd < 0)
+		return;
+	(void)epoll_ctl(set->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	close(s->fd);
+	s->fd = -1;
+	tlssess_free(s->tls);
+	s->tls = NULL;
+}
+
+/*
+ * The connection is over: close its sockets and move it to the dead list.
+ * Its memory stays until conn_set_reap(): the current epoll batch may hold
+ * an event for its other socket, whose cookie points into it.
+ */
 static void
 conn_free(struct conn_set *set, struct conn *c)
 {
@@ -139,151 +310,408 @@ conn_free(struct conn_set *set, struct conn *c)
 		c->next->prev = c->prev;
 	set->n--;
 	c->l->active--;
-	(void)epoll_ctl(set->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	tlssess_free(c->tls);
-	free(c->buf);
-	free(c);
-}
-
-/* Finish: log why and mark for freeing. */
-static void
-finish(struct conn *c, uint64_t now_ms, const char *token, const char *words)
-{
-	c->close_reason = token;
-	log_close(c, now_ms, words);
+	side_close(set, &c->backend);
+	side_close(set, &c->client);
 	c->state = CONN_DONE;
+	c->prev = NULL;
+	c->next = set->dead;
+	set->dead = c;
 }
 
-static void
-finish_error(struct conn *c, uint64_t now_ms)
+void
+conn_set_reap(struct conn_set *set)
 {
-	char msg[160], words[200];
+	struct conn *c, *next;
+	size_t i;
 
-	tlssess_error(c->tls, msg, sizeof(msg));
-	snprintf(words, sizeof(words), "TLS error: %s", msg);
-	finish(c, now_ms, "tls-error", words);
-}
-
-/* Send close_notify, then the connection is done. */
-static void
-step_closing(struct conn_set *set, struct conn *c, uint64_t now_ms)
-{
-	enum tls_io r = tlssess_close_notify(c->tls);
-
-	if (r == TLS_IO_WANT_WRITE || r == TLS_IO_WANT_READ) {
-		if (arm(set, c, io_events(r)) == 0)
-			return;
+	for (c = set->dead; c != NULL; c = next) {
+		next = c->next;
+		for (i = 0; i < c->ndirs; i++)
+			free(c->dirs[i].buf);
+		free(c);
 	}
-	(void)shutdown(c->fd, SHUT_WR);
-	c->state = CONN_DONE;
-	(void)now_ms;
-}
-
-static void
-begin_closing(struct conn_set *set, struct conn *c, uint64_t now_ms,
-    const char *token, const char *words)
-{
-	c->close_reason = token;
-	log_close(c, now_ms, words);
-	c->state = CONN_CLOSING;
-	/* A peer that never reads must not hold us: a short, fixed bound. */
-	c->deadline_ms = now_ms + 2000;
-	step_closing(set, c, now_ms);
+	set->dead = NULL;
 }
 
 /*
- * Echo: write out what we hold, and read more only once all of it is gone.
- * A client that stops reading thus stops being read (back-pressure), and we
- * never call mbedTLS read while a write is half done.
+ * Start ending the connection: log once, close the backend, send
+ * close_notify to the client (bounded), then DONE.
  */
 static void
-step_echo(struct conn_set *set, struct conn *c, uint64_t now_ms)
+begin_closing(struct conn_set *set, struct conn *c, uint64_t now_ms,
+    const char *reason, const char *words)
 {
-	unsigned budget = ECHO_BUDGET;
+	log_close(c, now_ms, reason, words);
+	side_close(set, &c->backend);
+	c->state = CONN_CLOSING;
+	c->deadline_ms = now_ms + CLOSE_MS;
+}
+
+static void
+step_closing(struct conn_set *set, struct conn *c)
+{
+	enum tls_io r = ep_shutdown(&c->client);
+
+	if (r == TLS_IO_WANT_WRITE || r == TLS_IO_WANT_READ) {
+		c->client.want_in = c->client.want_out = false;
+		want(&c->client, r);
+		if (arm_wants(set, &c->client) == 0)
+			return;
+	}
+	c->state = CONN_DONE;
+}
+
+/* Finish at once: log and drop (the peer is gone or broken). */
+static void
+finish(struct conn *c, uint64_t now_ms, const char *reason, const char *words)
+{
+	log_close(c, now_ms, reason, words);
+	c->state = CONN_DONE;
+}
+
+static void
+fail_side(struct conn *c, const struct side *s, uint64_t now_ms)
+{
+	char msg[160], words[220];
+
+	ep_error(s, msg, sizeof(msg));
+	if (s == &c->client) {
+		snprintf(words, sizeof(words), "client error: %s", msg);
+		finish(c, now_ms, "client-error", words);
+	} else {
+		snprintf(words, sizeof(words), "backend error: %s", msg);
+		finish(c, now_ms, "backend-error", words);
+	}
+}
+
+/* --- moving bytes ------------------------------------------------------- */
+
+/* Advance direction ${d} as far as it goes; false if the connection died. */
+static bool
+pump(struct conn *c, struct dir *d, uint64_t now_ms)
+{
+	unsigned budget = PUMP_BUDGET;
 
 	for (;;) {
 		enum tls_io r;
 		size_t n = 0;
 
-		while (c->off < c->len) {
-			r = tlssess_write(c->tls, c->buf + c->off,
-			    c->len - c->off, &n);
+		if (d->off < d->len) {
+			r = ep_write(d->dst, d->buf + d->off, d->len - d->off,
+			    &n);
 			if (r == TLS_IO_OK) {
-				c->off += n;
-				c->bytes_out += n;
+				d->off += n;
+				d->written += n;
+				c->last_ms = now_ms;
 				continue;
 			}
 			if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {
-				if (arm(set, c, io_events(r)) != 0)
-					finish(c, now_ms, "io-error",
-					    "epoll failed");
-				return;
+				want(d->dst, r);
+				return true;
 			}
-			if (r == TLS_IO_EOF)
-				finish(c, now_ms, "client-closed", "client "
-				    "closed before reading all data");
-			else
-				finish_error(c, now_ms);
-			return;
+			if (d->dst == &c->backend && ep_gone(d->dst)) {
+				/*
+				 * The backend closed while the client still
+				 * sends.  What it said before still goes to
+				 * the client (the other direction); from the
+				 * client we now only read and discard, so it
+				 * is not blocked and not reset.
+				 */
+				d->drop = true;
+				d->off = d->len = 0;
+				if (c->first_eof == NULL)
+					c->first_eof = "backend";
+				continue;
+			}
+			fail_side(c, d->dst, now_ms);
+			return false;
 		}
-		c->off = c->len = 0;
+		d->off = d->len = 0;
+		if (d->shut)
+			return true;
+		if (d->drop) {
+			r = ep_read(d->src, d->buf, CONN_BUF, &n);
+			if (r == TLS_IO_OK) {
+				d->bytes += n;
+				c->last_ms = now_ms;
+				if (budget-- > 0)
+					continue;
+				d->src->want_in = true;
+				return true;
+			}
+			if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {
+				want(d->src, r);
+				return true;
+			}
+			if (r == TLS_IO_EOF) {
+				d->eof = d->shut = true;
+				return true;
+			}
+			fail_side(c, d->src, now_ms);
+			return false;
+		}
+		if (d->eof) {
+			r = ep_shutdown(d->dst);
+			if (r == TLS_IO_OK) {
+				d->shut = true;
+				return true;
+			}
+			if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {
+				want(d->dst, r);
+				return true;
+			}
+			fail_side(c, d->dst, now_ms);
+			return false;
+		}
 		if (budget-- == 0) {
 			/*
-			 * Yield to the other ready connections.  Level-triggered
-			 * EPOLLIN brings us back; input already inside mbedTLS
-			 * is announced by no socket: ask for EPOLLOUT, which a
-			 * socket with room reports at once.
+			 * Yield.  Level-triggered EPOLLIN brings us back;
+			 * input already inside mbedTLS is announced by no
+			 * socket: ask for EPOLLOUT, which a socket with room
+			 * reports at once.
 			 */
-			if (arm(set, c, tlssess_pending(c->tls) ?
-			    EPOLLIN | EPOLLOUT : EPOLLIN) != 0)
-				finish(c, now_ms, "io-error", "epoll failed");
-			return;
+			d->src->want_in = true;
+			if (d->src->tls != NULL && tlssess_pending(d->src->tls))
+				d->src->want_out = true;
+			return true;
 		}
-
-		r = tlssess_read(c->tls, c->buf, CONN_BUF, &n);
+		r = ep_read(d->src, d->buf, CONN_BUF, &n);
 		if (r == TLS_IO_OK) {
-			c->len = n;
-			c->bytes_in += n;
-			if (c->l->cfg->idle_timeout_ms > 0)
-				c->deadline_ms = now_ms +
-				    c->l->cfg->idle_timeout_ms;
+			d->len = n;
+			d->bytes += n;
+			c->last_ms = now_ms;
 			continue;
 		}
 		if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {
-			if (arm(set, c, io_events(r)) != 0)
-				finish(c, now_ms, "io-error", "epoll failed");
-			return;
+			want(d->src, r);
+			return true;
 		}
-		if (r == TLS_IO_EOF)
-			begin_closing(set, c, now_ms, "client-closed",
-			    "client closed the connection");
-		else
-			finish_error(c, now_ms);
-		return;
+		if (r == TLS_IO_EOF ||
+		    (d->src == &c->backend && ep_gone(d->src))) {
+			/* A backend reset after its data ends it like a FIN:
+			 * what it sent is delivered, then close_notify. */
+			d->eof = true;
+			if (c->first_eof == NULL)
+				c->first_eof = d->src == &c->client ?
+				    "client" : "backend";
+			continue;
+		}
+		fail_side(c, d->src, now_ms);
+		return false;
 	}
 }
 
-/*
- * The client is in: now it gets its buffer (an unauthenticated peer holds
- * only what mbedTLS needs for the handshake).  False if out of memory.
- */
+static void
+update_deadline(struct conn *c)
+{
+	const struct cfg_listener *lc = c->l->cfg;
+	size_t i;
+	bool half = false;
+
+	for (i = 0; i < c->ndirs; i++)
+		half |= c->dirs[i].shut;
+	if (half && c->ndirs > 1)
+		c->deadline_ms = c->last_ms + lc->linger_timeout_ms;
+	else if (lc->idle_timeout_ms > 0)
+		c->deadline_ms = c->last_ms + lc->idle_timeout_ms;
+	else
+		c->deadline_ms = 0;
+}
+
+static void
+step_data(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+	size_t i;
+	bool done = true;
+
+	c->client.want_in = c->client.want_out = false;
+	c->backend.want_in = c->backend.want_out = false;
+	for (i = 0; i < c->ndirs; i++)
+		if (!pump(c, &c->dirs[i], now_ms))
+			return;
+	for (i = 0; i < c->ndirs; i++)
+		done &= c->dirs[i].shut;
+	if (done) {
+		const char *who = c->first_eof ? c->first_eof : "client";
+
+		/* Every byte was passed on and both ends said so. */
+		log_close(c, now_ms, strcmp(who, "client") == 0 ?
+		    "client-closed" : "backend-closed",
+		    strcmp(who, "client") == 0 ? "client closed the "
+		    "connection" : "backend closed the connection");
+		c->state = CONN_DONE;
+		return;
+	}
+	if (arm_wants(set, &c->client) != 0 ||
+	    arm_wants(set, &c->backend) != 0) {
+		finish(c, now_ms, "io-error", "epoll failed");
+		return;
+	}
+	update_deadline(c);
+}
+
 static bool
+alloc_dirs(struct conn *c, size_t n)
+{
+	size_t i;
+
+	c->ndirs = n;
+	for (i = 0; i < n; i++)
+		if ((c->dirs[i].buf = malloc(CONN_BUF)) == NULL)
+			return false;
+	return true;
+}
+
+static void
 enter_echo(struct conn *c, uint64_t now_ms)
 {
 	const struct cfg_listener *lc = c->l->cfg;
+	struct dir *d = &c->dirs[0];
 
-	if ((c->buf = malloc(CONN_BUF)) == NULL)
-		return false;
 	c->state = CONN_ECHO;
-	c->deadline_ms = lc->idle_timeout_ms ? now_ms + lc->idle_timeout_ms : 0;
+	c->last_ms = now_ms;
+	d->src = d->dst = &c->client;
 	if (lc->banner != NULL) {
 		/* CFG_BANNER_MAX < CONN_BUF: config guarantees it fits. */
-		memcpy(c->buf, lc->banner, lc->banner_len);
-		c->off = 0;
-		c->len = lc->banner_len;
+		memcpy(d->buf, lc->banner, lc->banner_len);
+		d->len = lc->banner_len;
 	}
-	return true;
+}
+
+/* The PROXY header goes first in the client -> backend direction. */
+static void
+queue_proxy_header(struct conn *c)
+{
+	const struct cfg_backend *b = &c->l->cfg->backend;
+	struct dir *up = &c->dirs[0];
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	char cn[256], uri[512];
+	struct proxy_tls t;
+
+	if (b->proxy == CFG_PROXY_OFF)
+		return;
+	if (getsockname(c->client.fd, (struct sockaddr *)&local, &llen) != 0)
+		memset(&local, 0, sizeof(local));
+	if (b->proxy == CFG_PROXY_V1) {
+		up->len = proxy_v1((struct sockaddr *)&c->peer_sa,
+		    (struct sockaddr *)&local, (char *)up->buf, CONN_BUF);
+		return;
+	}
+	tlssess_peer_cn(c->client.tls, cn, sizeof(cn));
+	tlssess_peer_uri(c->client.tls, uri, sizeof(uri));
+	t.version = tlssess_version(c->client.tls);
+	t.cipher = tlssess_cipher(c->client.tls);
+	t.cn = cn[0] ? cn : NULL;
+	t.uri = uri[0] ? uri : NULL;
+	t.cert_verified = 1; /* we only relay verified clients */
+	up->len = proxy_v2((struct sockaddr *)&c->peer_sa,
+	    (struct sockaddr *)&local, &t, up->buf, CONN_BUF);
+}
+
+static void
+enter_relay(struct conn *c, uint64_t now_ms)
+{
+	c->state = CONN_RELAY;
+	c->last_ms = now_ms;
+	c->connect_ms = now_ms - c->connect_start_ms;
+	c->dirs[0].src = &c->client;
+	c->dirs[0].dst = &c->backend;
+	c->dirs[1].src = &c->backend;
+	c->dirs[1].dst = &c->client;
+	queue_proxy_header(c);
+}
+
+static void
+backend_failed(struct conn_set *set, struct conn *c, uint64_t now_ms,
+    const char *reason, const char *what)
+{
+	char words[400];
+
+	snprintf(words, sizeof(words), "backend %s: %s",
+	    c->l->cfg->backend.address, what);
+	begin_closing(set, c, now_ms, reason, words);
+}
+
+static void
+start_connect(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+	const struct cfg_backend *b = &c->l->cfg->backend;
+	struct epoll_event ev;
+	char err[200];
+	int fd;
+
+	c->state = CONN_CONNECTING;
+	c->connect_start_ms = now_ms;
+	c->deadline_ms = now_ms + b->connect_timeout_ms;
+	/* The client waits: its bytes stay in the kernel until we relay. */
+	if (arm(set, &c->client, 0) != 0) {
+		finish(c, now_ms, "io-error", "epoll failed");
+		return;
+	}
+	fd = net_connect(&b->addr, b->addrlen, err, sizeof(err));
+	if (fd < 0) {
+		/* A unix socket refuses at once; TCP tells us later. */
+		backend_failed(set, c, now_ms, errno == ECONNREFUSED ?
+		    "backend-refused" : "backend-unreachable", err);
+		return;
+	}
+	c->backend.fd = fd;
+	ev.events = c->backend.armed = EPOLLOUT;
+	ev.data.ptr = &c->backend;
+	if (epoll_ctl(set->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		close(fd);
+		c->backend.fd = -1;
+		finish(c, now_ms, "io-error", "epoll failed");
+	}
+}
+
+static void
+step_backend_tls(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+	enum tls_io r = tlssess_handshake(c->backend.tls);
+	char why[300];
+
+	if (r == TLS_IO_OK) {
+		enter_relay(c, now_ms);
+		step_data(set, c, now_ms);
+		return;
+	}
+	if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {
+		if (arm(set, &c->backend, r == TLS_IO_WANT_WRITE ? EPOLLOUT :
+		    EPOLLIN) == 0)
+			return;
+		finish(c, now_ms, "io-error", "epoll failed");
+		return;
+	}
+	tlssess_backend_error(c->backend.tls, why, sizeof(why));
+	backend_failed(set, c, now_ms, "backend-tls", why);
+}
+
+static void
+step_connecting(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+	int e = net_connect_result(c->backend.fd);
+
+	if (e == EINPROGRESS || e == EALREADY)
+		return;
+	if (e != 0) {
+		backend_failed(set, c, now_ms, e == ECONNREFUSED ?
+		    "backend-refused" : "backend-unreachable", strerror(e));
+		return;
+	}
+	if (c->l->cfg->backend.tls) {
+		c->backend.tls = tlssess_new_client(c->l->tls, c->backend.fd);
+		if (c->backend.tls == NULL) {
+			finish(c, now_ms, "io-error", "out of memory");
+			return;
+		}
+		c->state = CONN_BACKEND_TLS;
+		step_backend_tls(set, c, now_ms);
+		return;
+	}
+	enter_relay(c, now_ms);
+	step_data(set, c, now_ms);
 }
 
 /* Drop what the client sends until it closes or the bound is reached. */
@@ -292,7 +720,7 @@ step_refused(struct conn *c)
 {
 	for (;;) {
 		unsigned char sink[4096];
-		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+		ssize_t n = recv(c->client.fd, sink, sizeof(sink), 0);
 
 		if (n > 0) {
 			c->discarded += (size_t)n;
@@ -308,10 +736,10 @@ step_refused(struct conn *c)
 static void
 enter_refused(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
-	(void)shutdown(c->fd, SHUT_WR); /* after the alert mbedTLS queued */
+	(void)shutdown(c->client.fd, SHUT_WR); /* after the queued alert */
 	c->state = CONN_REFUSED;
 	c->deadline_ms = now_ms + REFUSED_LINGER_MS;
-	if (arm(set, c, EPOLLIN) != 0)
+	if (arm(set, &c->client, EPOLLIN) != 0)
 		c->state = CONN_DONE;
 	else
 		step_refused(c);
@@ -320,27 +748,35 @@ enter_refused(struct conn_set *set, struct conn *c, uint64_t now_ms)
 static void
 step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
-	enum tls_io r = tlssess_handshake(c->tls);
+	enum tls_io r = tlssess_handshake(c->client.tls);
 	struct tls_refusal why;
 
 	switch (r) {
 	case TLS_IO_OK:
-		if (!enter_echo(c, now_ms)) {
+		/* The client is in: now it gets buffers (an unauthenticated
+		 * peer holds only what mbedTLS needs for the handshake). */
+		if (!alloc_dirs(c, c->l->cfg->mode == CFG_MODE_RELAY ? 2 : 1)) {
 			finish(c, now_ms, "io-error", "out of memory");
 			return;
 		}
-		step_echo(set, c, now_ms);
+		if (c->l->cfg->mode == CFG_MODE_RELAY) {
+			start_connect(set, c, now_ms);
+			return;
+		}
+		enter_echo(c, now_ms);
+		step_data(set, c, now_ms);
 		return;
 	case TLS_IO_WANT_READ:
 	case TLS_IO_WANT_WRITE:
-		if (arm(set, c, io_events(r)) == 0)
+		if (arm(set, &c->client, r == TLS_IO_WANT_WRITE ? EPOLLOUT :
+		    EPOLLIN) == 0)
 			return;
 		break;
 	case TLS_IO_EOF:
 	case TLS_IO_ERROR:
 		break;
 	}
-	tlssess_refusal(c->tls, &why);
+	tlssess_refusal(c->client.tls, &why);
 	log_refusal(c, now_ms, &why);
 	if (strcmp(why.token, "peer-closed") == 0 ||
 	    strcmp(why.token, "peer-reset") == 0)
@@ -356,18 +792,25 @@ step(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	case CONN_HANDSHAKE:
 		step_handshake(set, c, now_ms);
 		break;
-	case CONN_ECHO:
-		step_echo(set, c, now_ms);
+	case CONN_CONNECTING:
+		step_connecting(set, c, now_ms);
 		break;
-	case CONN_CLOSING:
-		step_closing(set, c, now_ms);
+	case CONN_BACKEND_TLS:
+		step_backend_tls(set, c, now_ms);
+		break;
+	case CONN_ECHO:
+	case CONN_RELAY:
+		step_data(set, c, now_ms);
 		break;
 	case CONN_REFUSED:
 		step_refused(c);
 		break;
+	case CONN_CLOSING:
 	case CONN_DONE:
 		break;
 	}
+	if (c->state == CONN_CLOSING)
+		step_closing(set, c);
 	if (c->state == CONN_DONE)
 		conn_free(set, c);
 }
@@ -378,19 +821,26 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 {
 	struct epoll_event ev;
 	struct conn *c;
+	char a[NET_ADDRSTRLEN];
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto err0;
-	c->kind = CONN_EV_KIND;
-	c->fd = fd;
+	c->client.kind = c->backend.kind = CONN_EV_KIND;
+	c->client.c = c->backend.c = c;
+	c->client.fd = fd;
+	c->backend.fd = -1;
 	c->l = l;
-	c->start_ms = now_ms;
+	c->start_ms = c->last_ms = now_ms;
 	c->deadline_ms = now_ms + l->cfg->handshake_timeout_ms;
+	if (peerlen <= sizeof(c->peer_sa)) {
+		memcpy(&c->peer_sa, peer, peerlen);
+		c->peer_len = peerlen;
+	}
 	net_addr_str(peer, peerlen, c->peer, sizeof(c->peer));
-	if ((c->tls = tlssess_new(l->tls, fd)) == NULL)
+	if ((c->client.tls = tlssess_new(l->tls, fd)) == NULL)
 		goto err1;
-	ev.events = c->armed = EPOLLIN;
-	ev.data.ptr = c;
+	ev.events = c->client.armed = EPOLLIN;
+	ev.data.ptr = &c->client;
 	if (epoll_ctl(set->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 		goto err2;
 	c->next = set->head;
@@ -404,30 +854,40 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	return 0;
 
 err2:
-	tlssess_free(c->tls);
+	tlssess_free(c->client.tls);
 err1:
 	free(c);
 err0:
 	log_msg(LOG_ERR, "cannot take connection from %s: %s",
-	    net_addr_str(peer, peerlen, (char[NET_ADDRSTRLEN]){ 0 },
-	    NET_ADDRSTRLEN), strerror(errno ? errno : ENOMEM));
+	    net_addr_str(peer, peerlen, a, sizeof(a)),
+	    strerror(errno ? errno : ENOMEM));
 	close(fd);
 	return -1;
 }
 
 void
-conn_event(struct conn_set *set, struct conn *c, uint32_t events,
+conn_event(struct conn_set *set, void *cookie, uint32_t events,
     uint64_t now_ms)
 {
+	struct side *s = cookie;
+
 	(void)events; /* errors and hang-ups surface through the next call */
-	step(set, c, now_ms);
+	if (s->c->state == CONN_DONE)
+		return; /* finished earlier in this batch, via its other socket */
+	if (s->c->state == CONN_CLOSING) {
+		step_closing(set, s->c);
+		if (s->c->state == CONN_DONE)
+			conn_free(set, s->c);
+		return;
+	}
+	step(set, s->c, now_ms);
 }
 
 static void
 expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
 	struct tls_refusal why;
-	char words[128];
+	char words[160];
 
 	switch (c->state) {
 	case CONN_HANDSHAKE:
@@ -440,12 +900,25 @@ expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		log_refusal(c, now_ms, &why);
 		c->state = CONN_DONE;
 		break;
+	case CONN_CONNECTING:
+	case CONN_BACKEND_TLS:
+		snprintf(words, sizeof(words), "no %s within %.1f s",
+		    c->state == CONN_CONNECTING ? "connection" :
+		    "TLS handshake", c->l->cfg->backend.connect_timeout_ms /
+		    1000.0);
+		backend_failed(set, c, now_ms, "backend-timeout", words);
+		break;
 	case CONN_ECHO:
-		snprintf(words, sizeof(words), "idle for %.1f s",
-		    c->l->cfg->idle_timeout_ms / 1000.0);
-		begin_closing(set, c, now_ms, "idle-timeout", words);
-		/* One try only: the peer already had its time. */
-		c->state = CONN_DONE;
+	case CONN_RELAY:
+		if (c->ndirs > 1 && (c->dirs[0].shut || c->dirs[1].shut)) {
+			snprintf(words, sizeof(words), "half-closed and idle "
+			    "for %.1f s", c->l->cfg->linger_timeout_ms / 1000.0);
+			begin_closing(set, c, now_ms, "linger-timeout", words);
+		} else {
+			snprintf(words, sizeof(words), "idle for %.1f s",
+			    c->l->cfg->idle_timeout_ms / 1000.0);
+			begin_closing(set, c, now_ms, "idle-timeout", words);
+		}
 		break;
 	case CONN_CLOSING:
 	case CONN_REFUSED:
@@ -453,6 +926,9 @@ expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		c->state = CONN_DONE;
 		break;
 	}
+	/* One try at close_notify: the peer already had its time. */
+	if (c->state == CONN_CLOSING)
+		step_closing(set, c);
 	conn_free(set, c);
 }
 
@@ -483,9 +959,13 @@ conn_set_close_all(struct conn_set *set, const char *reason, uint64_t now_ms)
 			why.words = "server shutting down";
 			log_refusal(c, now_ms, &why);
 			break;
+		case CONN_CONNECTING:
+		case CONN_BACKEND_TLS:
 		case CONN_ECHO:
+		case CONN_RELAY:
 			begin_closing(set, c, now_ms, reason,
 			    "server shutting down");
+			step_closing(set, c);
 			break;
 		case CONN_CLOSING:
 		case CONN_REFUSED:

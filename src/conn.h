@@ -1,10 +1,11 @@
 /*
  * conn: one client connection, from accept to close.
  *
- * An explicit state machine (handshake -> echo -> closing) driven by socket
- * readiness and a deadline.  Every state has a timeout, the one buffer has a
- * bound, and a connection never blocks: it tells epoll what it waits for.
- * Each connection ends with exactly one log line: a refusal or a close.
+ * An explicit state machine (handshake -> echo, or handshake -> backend
+ * connect -> relay; then closing) driven by socket readiness and a
+ * deadline.  Every state has a timeout, every buffer a bound, and a
+ * connection never blocks: it tells epoll what it waits for.  Each
+ * connection ends with exactly one log line: a refusal or a close.
  */
 #ifndef TLS_ECHOD_CONN_H
 #define TLS_ECHOD_CONN_H
@@ -19,8 +20,9 @@ struct tlsctx;
 struct conn;
 
 /*
- * epoll cookies: a struct conn starts with an int equal to CONN_EV_KIND, so
- * the worker can tell it from its own cookies (which start with an int too).
+ * epoll cookies: a connection's cookies start with an int equal to
+ * CONN_EV_KIND, so the worker can tell them from its own cookies (which
+ * start with an int too).
  */
 #define CONN_EV_KIND 1
 
@@ -33,8 +35,9 @@ struct conn_listener {
 
 /* All connections of a worker; owned by the worker. */
 struct conn_set {
-	struct conn *head;
+	struct conn *head; /* live connections */
 	size_t n;
+	struct conn *dead; /* finished: freed by conn_set_reap() */
 	int epfd;
 };
 
@@ -53,11 +56,19 @@ int conn_new(struct conn_set *set, struct conn_listener *l, int fd,
     const struct sockaddr *peer, socklen_t peerlen, uint64_t now_ms);
 
 /**
- * conn_event(set, c, events, now_ms):
- * Handle epoll ${events} for ${c}; frees ${c} if it is finished.
+ * conn_event(set, cookie, events, now_ms):
+ * Handle epoll ${events} for ${cookie} (the data.ptr of a connection's
+ * socket); frees the connection if it is finished.
  */
-void conn_event(struct conn_set *set, struct conn *c, uint32_t events,
+void conn_event(struct conn_set *set, void *cookie, uint32_t events,
     uint64_t now_ms);
+
+/**
+ * conn_set_reap(set):
+ * Free the connections that finished.  Call it between epoll batches only:
+ * a batch may still hold events for them (a connection has two sockets).
+ */
+void conn_set_reap(struct conn_set *set);
 
 /**
  * conn_set_tick(set, now_ms):

@@ -12,6 +12,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* Our records say where they come from in their fields; libsystemd's
+ * CODE_FILE/CODE_LINE would only ever name write_journal(). */
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
 #define MAX_FIELDS 32

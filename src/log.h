@@ -23,6 +23,8 @@
 #define LOG_ID_REFUSED    "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c07"
 #define LOG_ID_LIMIT      "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c08"
 #define LOG_ID_ERROR      "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c09"
+#define LOG_ID_RELOAD     "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0a"
+#define LOG_ID_STATUS     "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0b"
 
 enum log_target { LOG_TARGET_STDERR, LOG_TARGET_JOURNAL };
 

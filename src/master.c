@@ -33,27 +33,47 @@
 #define RESPAWN_MAX_MS 10000
 #define STABLE_MS 5000      /* a worker up this long resets the back-off */
 #define KILL_GRACE_MS 5000  /* after shutdown_timeout, before SIGKILL */
+#define MAX_OLD_GENS 3      /* draining generations kept; older are killed */
 
-struct slot {
+/* One configuration in force: what its workers inherit. */
+struct gen {
+	unsigned id;                /* 1, 2, ...: one per successful load */
+	struct cfg *cfg;            /* owned */
+	struct worker_listener *ls; /* fds and tls contexts owned */
+	size_t nls;
+	struct worker_creds creds;
+	int pipe_r, pipe_w; /* workers hold pipe_r; EOF retires them */
+	int *reused;        /* per listener: index of the fd in the previous
+	                       generation it takes over, or -1 */
+	size_t kept, opened; /* listener sockets kept from / added to prev */
+};
+
+/* A worker process. */
+struct proc {
 	pid_t pid;              /* 0: not running */
+	unsigned gen;
+	unsigned idx;
 	uint64_t started_ms;
-	uint64_t respawn_at_ms; /* when to start again, 0: not pending */
+	uint64_t respawn_at_ms; /* current generation: when to restart */
 	unsigned backoff_ms;
+	uint64_t kill_at_ms;    /* retired generation: when to SIGKILL */
+	bool killed;            /* retired and SIGKILLed: no longer counted */
 };
 
 struct master {
-	struct cfg *cfg;                 /* owned */
-	struct worker_listener *ls;      /* fds and tls owned */
-	size_t nls;
-	struct slot *slots;
+	struct gen *cur;
+	struct proc *slots; /* the current generation's workers */
 	unsigned nslots;
-	struct worker_creds creds;
+	struct proc *old;   /* draining workers of retired generations */
+	size_t nold, capold;
+	unsigned next_gen;
+	unsigned reloads, failed_reloads;
 	int sigfd;
-	int pipe_r, pipe_w; /* workers hold pipe_r; EOF tells them we died */
 	bool stopping;
 	uint64_t kill_at_ms;
 	uint64_t watchdog_ms; /* ping interval, 0: no watchdog */
 	uint64_t next_watchdog_ms;
+	char status[256];
 };
 
 static uint64_t
@@ -159,11 +179,11 @@ out:
 }
 
 /*
- * Listening sockets: systemd's (socket activation, matched by
+ * The first generation's sockets: systemd's (socket activation, matched by
  * FileDescriptorName= or by address), else our own.
  */
 static int
-open_listeners(struct master *m, char *err, size_t errlen)
+open_first(struct gen *g, char *err, size_t errlen)
 {
 	char **names = NULL;
 	int n, i, ret = -1;
@@ -179,8 +199,8 @@ open_listeners(struct master *m, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	for (k = 0; k < m->nls; k++) {
-		const struct cfg_listener *li = m->ls[k].cfg;
+	for (k = 0; k < g->nls; k++) {
+		const struct cfg_listener *li = g->ls[k].cfg;
 		int fd = -1;
 
 		for (i = 0; i < n && fd < 0; i++)
@@ -191,22 +211,12 @@ open_listeners(struct master *m, char *err, size_t errlen)
 			if (!used[i] && net_fd_matches(SD_LISTEN_FDS_START + i,
 			    &li->addr, li->addrlen))
 				fd = SD_LISTEN_FDS_START + i;
-		if (fd >= 0) {
-			used[fd - SD_LISTEN_FDS_START] = true;
-			if (net_set_nonblock(fd, err, errlen) != 0)
-				goto out;
-		} else {
-			char e[200];
-
-			fd = net_listen(&li->addr, li->addrlen, LISTEN_BACKLOG,
-			    e, sizeof(e));
-			if (fd < 0) {
-				snprintf(err, errlen, "%s:%d: %s.listen: %s",
-				    li->file, li->line, li->setting, e);
-				goto out;
-			}
-		}
-		m->ls[k].fd = fd;
+		if (fd < 0)
+			continue; /* bound by open_rest */
+		used[fd - SD_LISTEN_FDS_START] = true;
+		g->ls[k].fd = fd;
+		if (net_set_nonblock(fd, err, errlen) != 0)
+			goto out;
 	}
 	for (i = 0; i < n; i++)
 		if (!used[i]) {
@@ -229,64 +239,212 @@ out:
 	return ret;
 }
 
+/*
+ * A reload's sockets: a listener whose address stays keeps its socket (same
+ * fd, so no connection is refused); the others are bound now.
+ */
+static int
+open_rest(struct gen *g, const struct gen *prev, char *err, size_t errlen)
+{
+	size_t k, j;
+
+	for (k = 0; k < g->nls; k++) {
+		const struct cfg_listener *li = g->ls[k].cfg;
+		char e[200];
+
+		if (g->ls[k].fd >= 0)
+			continue;
+		for (j = 0; prev != NULL && j < prev->nls; j++)
+			if (prev->ls[j].fd >= 0 &&
+			    net_addr_same(&prev->ls[j].cfg->addr, &li->addr)) {
+				g->ls[k].fd = prev->ls[j].fd; /* not owned yet */
+				g->reused[k] = (int)j;
+				g->kept++;
+				break;
+			}
+		if (g->ls[k].fd >= 0)
+			continue;
+		g->ls[k].fd = net_listen(&li->addr, li->addrlen,
+		    LISTEN_BACKLOG, e, sizeof(e));
+		if (g->ls[k].fd < 0) {
+			snprintf(err, errlen, "%s:%d: %s.listen: %s",
+			    li->file, li->line, li->setting, e);
+			return -1;
+		}
+		g->opened++;
+	}
+	return 0;
+}
+
+/* Free ${g}: its sockets (but those a newer generation took), TLS, config. */
 static void
-master_free(struct master *m)
+gen_free(struct gen *g)
 {
 	size_t i;
 
-	for (i = 0; i < m->nls; i++) {
-		if (m->ls[i].fd >= 0)
-			close(m->ls[i].fd);
-		tlsctx_free(m->ls[i].tls);
+	if (g == NULL)
+		return;
+	for (i = 0; g->ls != NULL && i < g->nls; i++) {
+		if (g->ls[i].fd >= 0 && (g->reused == NULL || g->reused[i] < 0))
+			close(g->ls[i].fd);
+		tlsctx_free(g->ls[i].tls);
 	}
-	free(m->ls);
-	free(m->slots);
-	if (m->sigfd >= 0)
-		close(m->sigfd);
-	if (m->pipe_r >= 0)
-		close(m->pipe_r);
-	if (m->pipe_w >= 0)
-		close(m->pipe_w);
-	cfg_free(m->cfg);
-	tlsctx_global_free();
+	free(g->ls);
+	free(g->reused);
+	if (g->pipe_r >= 0)
+		close(g->pipe_r);
+	if (g->pipe_w >= 0)
+		close(g->pipe_w);
+	cfg_free(g->cfg);
+	free(g);
+}
+
+/*
+ * Load generation ${id} from ${c} (ownership moves to it, even on failure):
+ * TLS material, credentials, sockets.  Sockets of ${prev} it takes over are
+ * only borrowed until gen_adopt().
+ */
+static struct gen *
+gen_new(struct cfg *c, const struct gen *prev, unsigned id, char *err,
+    size_t errlen)
+{
+	struct gen *g;
+	int pfd[2];
+	size_t i;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL) {
+		cfg_free(c);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	g->id = id;
+	g->cfg = c;
+	g->pipe_r = g->pipe_w = -1;
+	g->nls = c->nlisteners;
+	g->ls = calloc(g->nls, sizeof(*g->ls));
+	g->reused = calloc(g->nls, sizeof(*g->reused));
+	if (g->ls == NULL || g->reused == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	for (i = 0; i < g->nls; i++) {
+		g->ls[i].fd = -1;
+		g->ls[i].cfg = &c->listeners[i];
+		g->reused[i] = -1;
+	}
+	for (i = 0; i < g->nls; i++)
+		if ((g->ls[i].tls = tlsctx_new(c, &c->listeners[i], err,
+		    errlen)) == NULL)
+			goto err;
+	if (resolve_creds(c, &g->creds, err, errlen) != 0)
+		goto err;
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto err;
+	}
+	g->pipe_r = pfd[0];
+	g->pipe_w = pfd[1];
+	if ((prev == NULL && open_first(g, err, errlen) != 0) ||
+	    open_rest(g, prev, err, errlen) != 0)
+		goto err;
+	return g;
+
+err:
+	gen_free(g);
+	return NULL;
+}
+
+/* ${g} takes ownership of the sockets it borrowed from ${prev}. */
+static void
+gen_adopt(struct gen *g, struct gen *prev)
+{
+	size_t i;
+
+	for (i = 0; i < g->nls; i++)
+		if (g->reused[i] >= 0) {
+			prev->ls[g->reused[i]].fd = -1;
+			g->reused[i] = -1;
+		}
 }
 
 static void
 spawn(struct master *m, unsigned idx, uint64_t now)
 {
-	struct slot *s = &m->slots[idx];
+	struct proc *p = &m->slots[idx];
+	struct gen *g = m->cur;
 	pid_t pid = fork();
 
 	if (pid < 0) {
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "cannot fork worker "
 		    "%u: %s", idx, strerror(errno));
-		s->respawn_at_ms = now + RESPAWN_MAX_MS;
+		p->respawn_at_ms = now + RESPAWN_MAX_MS;
 		return;
 	}
 	if (pid == 0) {
 		struct worker_args a = {
-			.cfg = m->cfg,
-			.listeners = m->ls,
-			.nlisteners = m->nls,
-			.master_fd = m->pipe_r,
+			.cfg = g->cfg,
+			.listeners = g->ls,
+			.nlisteners = g->nls,
+			.master_fd = g->pipe_r,
 			.index = idx,
-			.creds = m->creds,
+			.generation = g->id,
+			.creds = g->creds,
 		};
 		int status;
 
 		close(m->sigfd);
-		m->sigfd = -1;
-		close(m->pipe_w);
-		m->pipe_w = -1;
+		close(g->pipe_w);
+		g->pipe_w = -1;
 		status = worker_run(&a);
-		for (size_t i = 0; i < m->nls; i++)
-			m->ls[i].fd = -1; /* closed by worker_run, or by _exit */
-		master_free(m);
+		/* Free what the master built, for leak checkers.  The
+		 * listening sockets go with _exit (worker_run closed them
+		 * when it stopped, or never got that far). */
+		for (size_t i = 0; i < g->nls; i++)
+			g->ls[i].fd = -1;
+		gen_free(g);
+		free(m->slots);
+		free(m->old);
+		tlsctx_global_free();
 		_exit(status);
 	}
-	s->pid = pid;
-	s->started_ms = now;
-	s->respawn_at_ms = 0;
+	p->pid = pid;
+	p->gen = g->id;
+	p->idx = idx;
+	p->started_ms = now;
+	p->respawn_at_ms = 0;
+}
+
+static void
+describe_exit(int st, char *buf, size_t len)
+{
+	if (WIFSIGNALED(st))
+		snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(st),
+		    strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" :
+		    "");
+	else
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
+}
+
+static bool
+reap_old(struct master *m, pid_t pid, int st)
+{
+	size_t i;
+
+	for (i = 0; i < m->nold; i++) {
+		char how[96];
+
+		if (m->old[i].pid != pid)
+			continue;
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			describe_exit(st, how, sizeof(how));
+			log_event(LOG_WARNING, LOG_ID_WORKER, NULL, 0, "retired "
+			    "worker %u of generation %u (pid %ld) %s",
+			    m->old[i].idx, m->old[i].gen, (long)pid, how);
+		}
+		m->old[i] = m->old[--m->nold];
+		return true;
+	}
+	return false;
 }
 
 static void
@@ -296,51 +454,42 @@ reap(struct master *m, uint64_t now)
 	int st;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		struct proc *p = NULL;
+		char how[96];
 		unsigned i;
 
-		for (i = 0; i < m->nslots && m->slots[i].pid != pid; i++)
-			;
-		if (i == m->nslots)
+		if (reap_old(m, pid, st))
 			continue;
-		m->slots[i].pid = 0;
+		for (i = 0; i < m->nslots; i++)
+			if (m->slots[i].pid == pid)
+				p = &m->slots[i];
+		if (p == NULL)
+			continue;
+		p->pid = 0;
+		describe_exit(st, how, sizeof(how));
 		if (m->stopping) {
 			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 				log_event(LOG_WARNING, LOG_ID_WORKER, NULL, 0,
-				    "worker %u (pid %ld) ended with %s %d "
-				    "during shutdown", i, (long)pid,
-				    WIFEXITED(st) ? "status" : "signal",
-				    WIFEXITED(st) ? WEXITSTATUS(st) :
-				    WTERMSIG(st));
+				    "worker %u (pid %ld) %s during shutdown",
+				    p->idx, (long)pid, how);
 			continue;
 		}
-		struct slot *s = &m->slots[i];
-
-		if (now - s->started_ms >= STABLE_MS)
-			s->backoff_ms = RESPAWN_MIN_MS;
+		if (now - p->started_ms >= STABLE_MS || p->backoff_ms == 0)
+			p->backoff_ms = RESPAWN_MIN_MS;
 		else
-			s->backoff_ms = s->backoff_ms == 0 ? RESPAWN_MIN_MS :
-			    (s->backoff_ms * 2 > RESPAWN_MAX_MS ?
-			    RESPAWN_MAX_MS : s->backoff_ms * 2);
-		s->respawn_at_ms = now + s->backoff_ms;
-		if (WIFSIGNALED(st))
-			log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "worker %u "
-			    "(pid %ld) killed by signal %d (%s)%s; restarting "
-			    "in %u ms", i, (long)pid, WTERMSIG(st),
-			    strsignal(WTERMSIG(st)),
-			    WCOREDUMP(st) ? ", core dumped" : "",
-			    s->backoff_ms);
-		else
-			log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "worker %u "
-			    "(pid %ld) exited with status %d; restarting in "
-			    "%u ms", i, (long)pid, WEXITSTATUS(st),
-			    s->backoff_ms);
+			p->backoff_ms = p->backoff_ms * 2 > RESPAWN_MAX_MS ?
+			    RESPAWN_MAX_MS : p->backoff_ms * 2;
+		p->respawn_at_ms = now + p->backoff_ms;
+		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "worker %u (pid "
+		    "%ld) %s; restarting in %u ms", p->idx, (long)pid, how,
+		    p->backoff_ms);
 	}
 }
 
 static unsigned
 alive(const struct master *m)
 {
-	unsigned i, n = 0;
+	unsigned i, n = (unsigned)m->nold;
 
 	for (i = 0; i < m->nslots; i++)
 		n += m->slots[i].pid != 0;
@@ -350,16 +499,186 @@ alive(const struct master *m)
 static void
 signal_workers(struct master *m, int sig)
 {
-	unsigned i;
+	size_t i;
 
 	for (i = 0; i < m->nslots; i++)
 		if (m->slots[i].pid != 0)
 			(void)kill(m->slots[i].pid, sig);
+	for (i = 0; i < m->nold; i++)
+		(void)kill(m->old[i].pid, sig);
+}
+
+static void
+set_status(struct master *m)
+{
+	snprintf(m->status, sizeof(m->status), "generation %u: %zu "
+	    "listener(s), %u worker(s)%s", m->cur->id, m->cur->nls, m->nslots,
+	    m->failed_reloads ? "; last reload failed" : "");
+}
+
+/* Retire the current generation: its workers drain, its sockets close. */
+static int
+retire_current(struct master *m, uint64_t now)
+{
+	struct gen *g = m->cur;
+	unsigned i;
+
+	int ret = 0;
+
+	if (m->nold + m->nslots > m->capold) {
+		size_t cap = (m->nold + m->nslots) * 2;
+		struct proc *o = realloc(m->old, cap * sizeof(*o));
+
+		if (o != NULL) {
+			m->old = o;
+			m->capold = cap;
+		}
+	}
+	for (i = 0; i < m->nslots; i++) {
+		if (m->nold == m->capold) {
+			ret = -1; /* untracked: still drains, reaped anyway */
+			break;
+		}
+		if (m->slots[i].pid == 0)
+			continue;
+		m->old[m->nold] = m->slots[i];
+		m->old[m->nold].kill_at_ms = now + g->cfg->drain_timeout_ms +
+		    KILL_GRACE_MS;
+		m->nold++;
+	}
+	/* Closing the pipe is the message: EOF tells its workers to drain. */
+	gen_free(g);
+	m->cur = NULL;
+	free(m->slots);
+	m->slots = NULL;
+	m->nslots = 0;
+	return ret;
+}
+
+/* More than MAX_OLD_GENS draining generations: stop the oldest now. */
+static void
+cap_old(struct master *m)
+{
+	for (;;) {
+		unsigned gens[MAX_OLD_GENS + 1], ngens = 0, oldest = UINT32_MAX;
+		size_t i, j;
+
+		for (i = 0; i < m->nold; i++) {
+			if (m->old[i].killed)
+				continue; /* on its way out, reaped later */
+			for (j = 0; j < ngens && gens[j] != m->old[i].gen; j++)
+				;
+			if (j == ngens && ngens <= MAX_OLD_GENS)
+				gens[ngens++] = m->old[i].gen;
+			if (m->old[i].gen < oldest)
+				oldest = m->old[i].gen;
+		}
+		if (ngens <= MAX_OLD_GENS)
+			return;
+		log_msg(LOG_WARNING, "more than %d generations draining: "
+		    "stopping generation %u now", MAX_OLD_GENS, oldest);
+		for (i = 0; i < m->nold; i++)
+			if (!m->old[i].killed && m->old[i].gen == oldest) {
+				(void)kill(m->old[i].pid, SIGKILL);
+				m->old[i].killed = true;
+			}
+	}
+}
+
+static void
+reload(struct master *m, uint64_t now)
+{
+	struct cfg *c;
+	struct gen *g;
+	struct proc *slots;
+	char err[600];
+	unsigned k, prev_id = m->cur->id;
+	size_t closed = 0, i;
+
+	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "SIGHUP: reloading %s",
+	    m->cur->cfg->path);
+	c = cfg_load(m->cur->cfg->path, err, sizeof(err));
+	g = c == NULL ? NULL : gen_new(c, m->cur, m->next_gen, err,
+	    sizeof(err));
+	slots = g == NULL ? NULL : calloc(g->cfg->workers, sizeof(*slots));
+	if (g != NULL && slots == NULL)
+		snprintf(err, sizeof(err), "out of memory");
+	if (slots == NULL) {
+		gen_free(g);
+		m->failed_reloads++;
+		set_status(m);
+		log_event(LOG_ERR, LOG_ID_RELOAD, NULL, 0, "reload failed, "
+		    "still serving generation %u: %s", prev_id, err);
+		notify_status("reload failed, still serving generation %u: %s",
+		    prev_id, err);
+		return;
+	}
+	notify_reloading();
+	m->next_gen++;
+	m->reloads++;
+	m->failed_reloads = 0;
+	for (i = 0; i < m->cur->nls; i++)
+		closed += m->cur->ls[i].fd >= 0;
+	gen_adopt(g, m->cur);
+	for (i = 0; i < m->cur->nls; i++)
+		closed -= m->cur->ls[i].fd < 0;
+	/* Old workers stop accepting before the new ones start: meanwhile new
+	 * connections wait in the kept sockets' backlogs, none is refused. */
+	if (retire_current(m, now) != 0) {
+		log_msg(LOG_ERR, "out of memory: generation %u drains "
+		    "without a drain_timeout", prev_id);
+	}
+	log_open(g->cfg->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
+	    LOG_TARGET_STDERR, g->cfg->log != CFG_LOG_AUTO);
+	m->cur = g;
+	m->slots = slots;
+	m->nslots = g->cfg->workers;
+	for (k = 0; k < m->nslots; k++)
+		spawn(m, k, now);
+	cap_old(m);
+	set_status(m);
+	notify_ready(m->status);
+	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "reloaded: generation %u "
+	    "serving (listener sockets: %zu kept, %zu opened, %zu closed); "
+	    "generation %u draining", g->id, g->kept, g->opened, closed,
+	    prev_id);
+}
+
+static void
+dump_status(struct master *m, uint64_t now)
+{
+	char buf[512];
+	size_t off = 0, i;
+
+	buf[0] = '\0';
+	for (i = 0; i < m->nslots && off < sizeof(buf); i++) {
+		int n = snprintf(buf + off, sizeof(buf) - off, "%s%ld",
+		    i ? " " : "", (long)m->slots[i].pid);
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	log_event(LOG_INFO, LOG_ID_STATUS, NULL, 0, "status: generation %u, "
+	    "%u reload(s), workers [%s], %zu retired worker(s) draining; "
+	    "workers report their connections next", m->cur->id, m->reloads,
+	    buf, m->nold);
+	for (i = 0; i < m->cur->nls; i++) {
+		char sum[300];
+
+		tlsctx_cert_summary(m->cur->ls[i].tls, sum, sizeof(sum));
+		log_msg(LOG_INFO, "status: listener %s on %s: certificate %s",
+		    m->cur->ls[i].cfg->name, m->cur->ls[i].cfg->listen, sum);
+	}
+	(void)now;
+	signal_workers(m, SIGUSR1);
 }
 
 static void
 begin_stop(struct master *m, int sig, uint64_t now)
 {
+	size_t i;
+
 	if (m->stopping) {
 		log_msg(LOG_NOTICE, "second %s: stopping workers now",
 		    strsignal(sig));
@@ -367,17 +686,17 @@ begin_stop(struct master *m, int sig, uint64_t now)
 		return;
 	}
 	m->stopping = true;
-	m->kill_at_ms = now + m->cfg->shutdown_timeout_ms + KILL_GRACE_MS;
+	m->kill_at_ms = now + m->cur->cfg->shutdown_timeout_ms + KILL_GRACE_MS;
 	notify_stopping("stopping: draining connections");
 	log_event(LOG_INFO, LOG_ID_STOP, NULL, 0, "%s: stopping; live "
 	    "connections get up to %.1f s", strsignal(sig),
-	    m->cfg->shutdown_timeout_ms / 1000.0);
+	    m->cur->cfg->shutdown_timeout_ms / 1000.0);
 	signal_workers(m, SIGTERM);
 	/* Our copies too: new clients get refused now, not reset later. */
-	for (size_t i = 0; i < m->nls; i++) {
-		if (m->ls[i].fd >= 0)
-			close(m->ls[i].fd);
-		m->ls[i].fd = -1;
+	for (i = 0; i < m->cur->nls; i++) {
+		if (m->cur->ls[i].fd >= 0)
+			close(m->cur->ls[i].fd);
+		m->cur->ls[i].fd = -1;
 	}
 }
 
@@ -396,9 +715,11 @@ on_signals(struct master *m, uint64_t now)
 			reap(m, now);
 			break;
 		case SIGHUP:
-			log_msg(LOG_WARNING, "SIGHUP: reloading is not "
-			    "supported by this version; restart to apply "
-			    "changes");
+			if (!m->stopping)
+				reload(m, now);
+			break;
+		case SIGUSR1:
+			dump_status(m, now);
 			break;
 		default:
 			break;
@@ -410,17 +731,53 @@ static int
 poll_timeout(const struct master *m, uint64_t now)
 {
 	uint64_t next = now + 1000;
-	unsigned i;
+	size_t i;
 
 	for (i = 0; i < m->nslots; i++)
 		if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms != 0 &&
 		    m->slots[i].respawn_at_ms < next)
 			next = m->slots[i].respawn_at_ms;
+	for (i = 0; i < m->nold; i++)
+		if (m->old[i].kill_at_ms < next)
+			next = m->old[i].kill_at_ms;
 	if (m->watchdog_ms != 0 && m->next_watchdog_ms < next)
 		next = m->next_watchdog_ms;
 	if (m->stopping && m->kill_at_ms < next)
 		next = m->kill_at_ms;
 	return next > now ? (int)(next - now) : 0;
+}
+
+static void
+timers(struct master *m, uint64_t now)
+{
+	size_t i;
+
+	if (m->watchdog_ms != 0 && now >= m->next_watchdog_ms) {
+		notify_watchdog();
+		m->next_watchdog_ms = now + m->watchdog_ms;
+	}
+	for (i = 0; i < m->nold; i++)
+		if (now >= m->old[i].kill_at_ms) {
+			log_msg(LOG_WARNING, "retired worker %u of generation "
+			    "%u (pid %ld) still busy after drain_timeout: "
+			    "killing it", m->old[i].idx, m->old[i].gen,
+			    (long)m->old[i].pid);
+			(void)kill(m->old[i].pid, SIGKILL);
+			m->old[i].kill_at_ms = now + KILL_GRACE_MS;
+		}
+	if (m->stopping) {
+		if (now >= m->kill_at_ms && alive(m) > 0) {
+			log_msg(LOG_WARNING, "workers still running after the "
+			    "shutdown timeout: killing them");
+			signal_workers(m, SIGKILL);
+			m->kill_at_ms = now + KILL_GRACE_MS;
+		}
+		return;
+	}
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms != 0 &&
+		    now >= m->slots[i].respawn_at_ms)
+			spawn(m, (unsigned)i, now);
 }
 
 static void
@@ -430,7 +787,6 @@ loop(struct master *m)
 
 	for (;;) {
 		uint64_t now = now_ms();
-		unsigned i;
 
 		if (m->stopping && alive(m) == 0)
 			return;
@@ -445,61 +801,14 @@ loop(struct master *m)
 		now = now_ms();
 		if (p.revents & POLLIN)
 			on_signals(m, now);
-		if (m->watchdog_ms != 0 && now >= m->next_watchdog_ms) {
-			notify_watchdog();
-			m->next_watchdog_ms = now + m->watchdog_ms;
-		}
-		if (m->stopping) {
-			if (now >= m->kill_at_ms && alive(m) > 0) {
-				log_msg(LOG_WARNING, "workers still running "
-				    "after the shutdown timeout: killing them");
-				signal_workers(m, SIGKILL);
-				m->kill_at_ms = now + KILL_GRACE_MS;
-			}
-			continue;
-		}
-		for (i = 0; i < m->nslots; i++)
-			if (m->slots[i].pid == 0 &&
-			    m->slots[i].respawn_at_ms != 0 &&
-			    now >= m->slots[i].respawn_at_ms)
-				spawn(m, i, now);
+		timers(m, now);
 	}
 }
 
 static int
-setup(struct master *m, char *err, size_t errlen)
+block_signals(struct master *m, char *err, size_t errlen)
 {
-	struct tlsctx **tls = NULL;
-	int pfd[2];
 	sigset_t set;
-	size_t i;
-	int ret = -1;
-
-	m->nls = m->cfg->nlisteners;
-	m->ls = calloc(m->nls, sizeof(*m->ls));
-	m->nslots = m->cfg->workers;
-	m->slots = calloc(m->nslots, sizeof(*m->slots));
-	tls = calloc(m->nls, sizeof(*tls));
-	if (m->ls == NULL || m->slots == NULL || tls == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < m->nls; i++) {
-		m->ls[i].fd = -1;
-		m->ls[i].cfg = &m->cfg->listeners[i];
-	}
-	if (tlsctx_global_init(err, errlen) != 0)
-		goto out;
-	/* Ownership of each context moves to m->ls[i] as it loads. */
-	if (load_tls(m->cfg, tls, err, errlen) != 0) {
-		for (i = 0; i < m->nls; i++)
-			tlsctx_free(tls[i]);
-		goto out;
-	}
-	for (i = 0; i < m->nls; i++)
-		m->ls[i].tls = tls[i];
-	if (resolve_creds(m->cfg, &m->creds, err, errlen) != 0)
-		goto out;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -510,27 +819,16 @@ setup(struct master *m, char *err, size_t errlen)
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 ||
 	    (m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "signalfd: %s", strerror(errno));
-		goto out;
+		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (pipe2(pfd, O_CLOEXEC) != 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		goto out;
-	}
-	m->pipe_r = pfd[0];
-	m->pipe_w = pfd[1];
-	if (open_listeners(m, err, errlen) != 0)
-		goto out;
-	ret = 0;
-out:
-	free(tls);
-	return ret;
+	return 0;
 }
 
 int
 master_run(struct cfg *c)
 {
-	struct master m = { .cfg = c, .sigfd = -1, .pipe_r = -1, .pipe_w = -1 };
+	struct master m = { .sigfd = -1, .next_gen = 1 };
 	char err[600], sum[300], a[NET_ADDRSTRLEN];
 	uint64_t now;
 	size_t i;
@@ -545,30 +843,49 @@ master_run(struct cfg *c)
 	    "(mbedTLS %s, %s; config %s; log to %s)", TLS_ECHOD_VERSION,
 	    tlsctx_library_version(), TLS_ECHOD_MBEDTLS_ORIGIN, c->path,
 	    log_target_name());
-	if (setup(&m, err, sizeof(err)) != 0) {
-		log_event(LOG_ERR, LOG_ID_CONFIG, NULL, 0, "%s", err);
-		notify_status("failed to start: %s", err);
-		goto out;
+	/* Signals first: a SIGHUP during start-up must not kill us. */
+	if (block_signals(&m, err, sizeof(err)) != 0 ||
+	    tlsctx_global_init(err, sizeof(err)) != 0) {
+		cfg_free(c);
+		goto fail;
 	}
-	for (i = 0; i < m.nls; i++) {
-		tlsctx_cert_summary(m.ls[i].tls, sum, sizeof(sum));
+	/* Ownership of c moves to the generation, even on failure. */
+	if ((m.cur = gen_new(c, NULL, m.next_gen, err, sizeof(err))) == NULL)
+		goto fail;
+	m.next_gen++;
+	m.nslots = m.cur->cfg->workers;
+	if ((m.slots = calloc(m.nslots, sizeof(*m.slots))) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < m.cur->nls; i++) {
+		tlsctx_cert_summary(m.cur->ls[i].tls, sum, sizeof(sum));
 		log_msg(LOG_INFO, "listener %s on %s: mode %s, certificate %s",
-		    m.ls[i].cfg->name, net_fd_addr_str(m.ls[i].fd, a,
-		    sizeof(a)), cfg_mode_name(m.ls[i].cfg->mode), sum);
+		    m.cur->ls[i].cfg->name, net_fd_addr_str(m.cur->ls[i].fd, a,
+		    sizeof(a)), cfg_mode_name(m.cur->ls[i].cfg->mode), sum);
 	}
 	now = now_ms();
 	for (k = 0; k < m.nslots; k++)
 		spawn(&m, k, now);
 	m.watchdog_ms = notify_watchdog_usec() / 2000;
 	m.next_watchdog_ms = now + m.watchdog_ms;
-	snprintf(sum, sizeof(sum), "serving %zu listener(s) with %u "
-	    "worker(s)", m.nls, m.nslots);
-	notify_ready(sum);
-	log_event(LOG_INFO, LOG_ID_READY, NULL, 0, "ready: %s", sum);
+	set_status(&m);
+	notify_ready(m.status);
+	log_event(LOG_INFO, LOG_ID_READY, NULL, 0, "ready: %s", m.status);
 	loop(&m);
 	log_event(LOG_INFO, LOG_ID_STOP, NULL, 0, "stopped");
 	status = 0;
+	goto out;
+
+fail:
+	log_event(LOG_ERR, LOG_ID_CONFIG, NULL, 0, "%s", err);
+	notify_status("failed to start: %s", err);
 out:
-	master_free(&m);
+	gen_free(m.cur);
+	free(m.slots);
+	free(m.old);
+	if (m.sigfd >= 0)
+		close(m.sigfd);
+	tlsctx_global_free();
 	return status;
 }

@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <sys/un.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -74,8 +76,17 @@ net_addr_str(const struct sockaddr *sa, socklen_t len, char *buf,
 
 		inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof(h));
 		snprintf(buf, buflen, "[%s]:%u", h, ntohs(a->sin6_port));
-	} else if (sa->sa_family == AF_UNIX)
-		snprintf(buf, buflen, "unix");
+	} else if (sa->sa_family == AF_UNIX) {
+		const struct sockaddr_un *u = (const struct sockaddr_un *)sa;
+
+		if (len > offsetof(struct sockaddr_un, sun_path) &&
+		    u->sun_path[0] != '\0')
+			snprintf(buf, buflen, "unix:%.*s",
+			    (int)(len - offsetof(struct sockaddr_un, sun_path)),
+			    u->sun_path);
+		else
+			snprintf(buf, buflen, "unix");
+	}
 	else
 		snprintf(buf, buflen, "unknown");
 	return buf;
@@ -128,6 +139,68 @@ net_fd_matches(int fd, const struct sockaddr_storage *addr, socklen_t addrlen)
 		    (b->sin6_port == 0 || a->sin6_port == b->sin6_port);
 	}
 	return false;
+}
+
+bool
+net_addr_same(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+		const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+
+		return x->sin_port != 0 && x->sin_port == y->sin_port &&
+		    x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+		const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+
+		return x->sin6_port != 0 && x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr,
+		    sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+int
+net_connect(const struct sockaddr_storage *addr, socklen_t addrlen, char *err,
+    size_t errlen)
+{
+	int fd, one = 1;
+
+	fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (addr->ss_family != AF_UNIX)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+	if (connect(fd, (const struct sockaddr *)addr, addrlen) != 0 &&
+	    errno != EINPROGRESS) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s", strerror(e));
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int
+net_connect_result(int fd)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+		return errno;
+	return e;
 }
 
 int

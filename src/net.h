@@ -40,6 +40,29 @@ bool net_fd_matches(int fd, const struct sockaddr_storage *addr,
     socklen_t addrlen);
 
 /**
+ * net_addr_same(a, b):
+ * True if ${a} and ${b} are the same address and the same fixed port (port 0,
+ * "any port", is never the same as anything).
+ */
+bool net_addr_same(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b);
+
+/**
+ * net_connect(addr, addrlen, err, errlen):
+ * Start a non-blocking connect to ${addr} (TCP or AF_UNIX).  Returns the
+ * socket (connected, or still connecting: wait for writability, then ask
+ * net_connect_result), or -1 with a message and errno set.
+ */
+int net_connect(const struct sockaddr_storage *addr, socklen_t addrlen,
+    char *err, size_t errlen);
+
+/**
+ * net_connect_result(fd):
+ * 0 if the connect on ${fd} succeeded, else the errno it failed with.
+ */
+int net_connect_result(int fd);
+
+/**
  * net_set_nonblock(fd, err, errlen):
  * Make ${fd} non-blocking and close-on-exec; 0, or -1 with a message.
  */

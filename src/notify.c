@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -24,6 +25,17 @@ notify_status(const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	(void)sd_notifyf(0, "STATUS=%s", buf);
+}
+
+void
+notify_reloading(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	(void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\n"
+	    "STATUS=reloading", (unsigned long long)ts.tv_sec * 1000000ull +
+	    (unsigned long long)ts.tv_nsec / 1000ull);
 }
 
 void

@@ -13,6 +13,9 @@ void notify_ready(const char *status);
 /** notify_status(fmt, ...): STATUS= line for "systemctl status". */
 void notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/** notify_reloading(): RELOADING=1 with MONOTONIC_USEC (systemd 253+). */
+void notify_reloading(void);
+
 /** notify_stopping(status): STOPPING=1 with a STATUS= line. */
 void notify_stopping(const char *status);
 

@@ -338,6 +338,89 @@ fail:
 	return -1;
 }
 
+/* The client side towards a TLS backend: verify it, maybe present a cert. */
+static int
+setup_backend(const struct cfg *c, const struct cfg_listener *li,
+    struct tlsctx *t, char *err, size_t errlen)
+{
+	const struct cfg_backend *b = &li->backend;
+	char m[160];
+	int ret;
+
+	t->has_backend = 1;
+	ret = mbedtls_x509_crt_parse_file(&t->bca, b->ca.path);
+	if (ret != 0) {
+		mbed_err(ret, m, sizeof(m));
+		fail(c, &b->ca, err, errlen, "\"%s\" is not a usable CA "
+		    "certificate file (PEM or DER): %s", b->ca.path, m);
+		return -1;
+	}
+	if (b->cert.path != NULL) {
+		ret = mbedtls_x509_crt_parse_file(&t->bcert, b->cert.path);
+		if (ret != 0) {
+			mbed_err(ret, m, sizeof(m));
+			fail(c, &b->cert, err, errlen, "\"%s\" is not a usable "
+			    "certificate file (PEM or DER): %s", b->cert.path,
+			    m);
+			return -1;
+		}
+		if (check_dates(c, &b->cert, &t->bcert, "backend client "
+		    "certificate", err, errlen) != 0)
+			return -1;
+		ret = mbedtls_pk_parse_keyfile(&t->bkey, b->key.path, NULL,
+		    mbedtls_ctr_drbg_random, &drbg);
+		if (ret != 0) {
+			mbed_err(ret, m, sizeof(m));
+			fail(c, &b->key, err, errlen, "\"%s\" is not a usable "
+			    "private key (PEM or DER, unencrypted): %s",
+			    b->key.path, m);
+			return -1;
+		}
+		if (mbedtls_pk_check_pair(&t->bcert.pk, &t->bkey,
+		    mbedtls_ctr_drbg_random, &drbg) != 0) {
+			fail(c, &b->key, err, errlen, "private key \"%s\" does "
+			    "not match the certificate in \"%s\"", b->key.path,
+			    b->cert.path);
+			return -1;
+		}
+	}
+	if ((t->bname = strdup(b->server_name)) == NULL ||
+	    (t->bca_path = strdup(b->ca.path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ret = mbedtls_ssl_config_defaults(&t->bconf, MBEDTLS_SSL_IS_CLIENT,
+	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+	if (ret != 0)
+		goto fail;
+	mbedtls_ssl_conf_min_tls_version(&t->bconf, MBEDTLS_SSL_VERSION_TLS1_2);
+	mbedtls_ssl_conf_max_tls_version(&t->bconf, MBEDTLS_SSL_VERSION_TLS1_3);
+	mbedtls_ssl_conf_ciphersuites(&t->bconf, ciphersuites);
+	mbedtls_ssl_conf_groups(&t->bconf, groups);
+	mbedtls_ssl_conf_sig_algs(&t->bconf, sig_algs);
+	mbedtls_ssl_conf_authmode(&t->bconf, MBEDTLS_SSL_VERIFY_REQUIRED);
+	mbedtls_ssl_conf_ca_chain(&t->bconf, &t->bca, NULL);
+	mbedtls_ssl_conf_rng(&t->bconf, mbedtls_ctr_drbg_random, &drbg);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+	mbedtls_ssl_conf_renegotiation(&t->bconf,
+	    MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
+	mbedtls_ssl_conf_session_tickets(&t->bconf,
+	    MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+#endif
+	if (b->cert.path != NULL &&
+	    (ret = mbedtls_ssl_conf_own_cert(&t->bconf, &t->bcert,
+	    &t->bkey)) != 0)
+		goto fail;
+	return 0;
+
+fail:
+	mbed_err(ret, m, sizeof(m));
+	snprintf(err, errlen, "backend TLS configuration failed: %s", m);
+	return -1;
+}
+
 struct tlsctx *
 tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
     size_t errlen)
@@ -352,6 +435,10 @@ tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
 	mbedtls_x509_crt_init(&t->chain);
 	mbedtls_x509_crt_init(&t->ca);
 	mbedtls_pk_init(&t->key);
+	mbedtls_ssl_config_init(&t->bconf);
+	mbedtls_x509_crt_init(&t->bca);
+	mbedtls_x509_crt_init(&t->bcert);
+	mbedtls_pk_init(&t->bkey);
 	if ((t->ca_path = strdup(li->ca.path)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto err;
@@ -360,6 +447,9 @@ tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
 	    load_key(c, li, t, err, errlen) != 0 ||
 	    load_ca(c, li, t, err, errlen) != 0 ||
 	    setup_conf(t, err, errlen) != 0)
+		goto err;
+	if (li->mode == CFG_MODE_RELAY && li->backend.tls &&
+	    setup_backend(c, li, t, err, errlen) != 0)
 		goto err;
 	return t;
 
@@ -378,6 +468,12 @@ tlsctx_free(struct tlsctx *t)
 	mbedtls_x509_crt_free(&t->ca);
 	mbedtls_pk_free(&t->key); /* zeroizes the key */
 	free(t->ca_path);
+	mbedtls_ssl_config_free(&t->bconf);
+	mbedtls_x509_crt_free(&t->bca);
+	mbedtls_x509_crt_free(&t->bcert);
+	mbedtls_pk_free(&t->bkey);
+	free(t->bname);
+	free(t->bca_path);
 	mbedtls_platform_zeroize(t, sizeof(*t));
 	free(t);
 }

@@ -15,6 +15,14 @@ struct tlsctx {
 	mbedtls_x509_crt ca;    /* trusted issuers of client certificates */
 	mbedtls_pk_context key; /* wiped by mbedtls_pk_free */
 	char *ca_path;          /* for refusal messages */
+	/* Relay to a TLS backend: our client side, when configured. */
+	int has_backend;
+	mbedtls_ssl_config bconf;
+	mbedtls_x509_crt bca;   /* trusted issuers of the backend's cert */
+	mbedtls_x509_crt bcert; /* our client certificate, if any */
+	mbedtls_pk_context bkey;
+	char *bname;            /* name the backend certificate must hold */
+	char *bca_path;
 };
 
 #endif

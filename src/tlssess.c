@@ -12,11 +12,13 @@
 
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/platform_util.h>
 
 struct tlssess {
 	mbedtls_ssl_context ssl;
 	struct tlsctx *ctx; /* not owned */
+	const mbedtls_x509_crt *trusted; /* CAs the peer must chain to */
 	int fd;             /* not owned */
 	int last_ret;       /* last mbedTLS error, 0 if none */
 	int first_byte;     /* first byte the client sent, -1 before it */
@@ -109,7 +111,7 @@ sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 	x509_time_str(&crt->valid_from, s->leaf_from, sizeof(s->leaf_from));
 	x509_time_str(&crt->valid_to, s->leaf_to, sizeof(s->leaf_to));
 	s->leaf_issuer_known = 0;
-	for (ca = &s->ctx->ca; ca != NULL && ca->raw.len > 0; ca = ca->next)
+	for (ca = s->trusted; ca != NULL && ca->raw.len > 0; ca = ca->next)
 		if (ca->subject_raw.len == crt->issuer_raw.len &&
 		    memcmp(ca->subject_raw.p, crt->issuer_raw.p,
 		    crt->issuer_raw.len) == 0)
@@ -125,6 +127,7 @@ tlssess_new(struct tlsctx *t, int fd)
 	if (s == NULL)
 		return NULL;
 	s->ctx = t;
+	s->trusted = &t->ca;
 	s->fd = fd;
 	s->first_byte = -1;
 	mbedtls_ssl_init(&s->ssl);
@@ -136,6 +139,73 @@ tlssess_new(struct tlsctx *t, int fd)
 	mbedtls_ssl_set_bio(&s->ssl, s, sess_send, sess_recv, NULL);
 	mbedtls_ssl_set_verify(&s->ssl, sess_verify, s);
 	return s;
+}
+
+struct tlssess *
+tlssess_new_client(struct tlsctx *t, int fd)
+{
+	struct tlssess *s;
+
+	if (!t->has_backend || (s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->ctx = t;
+	s->trusted = &t->bca;
+	s->fd = fd;
+	s->first_byte = -1;
+	mbedtls_ssl_init(&s->ssl);
+	if (mbedtls_ssl_setup(&s->ssl, &t->bconf) != 0 ||
+	    mbedtls_ssl_set_hostname(&s->ssl, t->bname) != 0) {
+		mbedtls_ssl_free(&s->ssl);
+		free(s);
+		return NULL;
+	}
+	mbedtls_ssl_set_bio(&s->ssl, s, sess_send, sess_recv, NULL);
+	mbedtls_ssl_set_verify(&s->ssl, sess_verify, s);
+	return s;
+}
+
+void
+tlssess_backend_error(const struct tlssess *s, char *buf, size_t len)
+{
+	uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
+	char m[160];
+
+	if (s->last_ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED &&
+	    flags != 0 && flags != UINT32_MAX) {
+		if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+			snprintf(buf, len, "backend certificate \"%.200s\" "
+			    "does not hold the name \"%s\"", s->leaf_subject,
+			    s->ctx->bname);
+		else if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+			snprintf(buf, len, "backend certificate issued by "
+			    "\"%.200s\", not by a CA in %s", s->leaf_issuer,
+			    s->ctx->bca_path);
+		else if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+			snprintf(buf, len, "backend certificate expired (%s)",
+			    s->leaf_to);
+		else {
+			if (mbedtls_x509_crt_verify_info(m, sizeof(m), "",
+			    flags) < 0)
+				m[0] = '\0';
+			m[strcspn(m, "\n")] = '\0';
+			snprintf(buf, len, "backend certificate refused: %s", m);
+		}
+		return;
+	}
+	if (s->last_ret == MBEDTLS_ERR_SSL_CONN_EOF ||
+	    s->last_ret == MBEDTLS_ERR_NET_CONN_RESET) {
+		snprintf(buf, len, "backend closed the connection during the "
+		    "TLS handshake (does it speak TLS? does it want a client "
+		    "certificate?)");
+		return;
+	}
+	if (s->last_ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+		snprintf(buf, len, "backend refused the TLS handshake with an "
+		    "alert (client certificate required or not trusted?)");
+		return;
+	}
+	mbedtls_strerror(s->last_ret, m, sizeof(m));
+	snprintf(buf, len, "TLS to backend failed: %s", m);
 }
 
 void
@@ -384,6 +454,12 @@ tlssess_refusal(const struct tlssess *s, struct tls_refusal *r)
 	mbedtls_strerror(ret, r->detail, sizeof(r->detail));
 }
 
+int
+tlssess_peer_gone(const struct tlssess *s)
+{
+	return s->last_ret == MBEDTLS_ERR_NET_CONN_RESET;
+}
+
 void
 tlssess_error(const struct tlssess *s, char *buf, size_t len)
 {
@@ -435,4 +511,51 @@ tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len)
 	buf[0] = '\0';
 	if (crt != NULL)
 		tlssess_dn(&crt->subject, buf, len);
+}
+
+void
+tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len)
+{
+	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	const mbedtls_x509_name *n;
+
+	buf[0] = '\0';
+	if (crt == NULL || len == 0)
+		return;
+	for (n = &crt->subject; n != NULL; n = n->next)
+		if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+			size_t k = n->val.len < len - 1 ? n->val.len : len - 1;
+
+			memcpy(buf, n->val.p, k);
+			buf[k] = '\0';
+			return;
+		}
+}
+
+void
+tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len)
+{
+	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	const mbedtls_x509_sequence *san;
+
+	buf[0] = '\0';
+	if (crt == NULL || len == 0)
+		return;
+	for (san = &crt->subject_alt_names; san != NULL && san->buf.p != NULL;
+	    san = san->next) {
+		mbedtls_x509_subject_alternative_name name;
+
+		if (mbedtls_x509_parse_subject_alt_name(&san->buf, &name) != 0)
+			continue;
+		if (name.type == MBEDTLS_X509_SAN_UNIFORM_RESOURCE_IDENTIFIER) {
+			size_t k = name.san.unstructured_name.len < len - 1 ?
+			    name.san.unstructured_name.len : len - 1;
+
+			memcpy(buf, name.san.unstructured_name.p, k);
+			buf[k] = '\0';
+			mbedtls_x509_free_subject_alt_name(&name);
+			return;
+		}
+		mbedtls_x509_free_subject_alt_name(&name);
+	}
 }

@@ -40,6 +40,20 @@ struct tls_refusal {
 struct tlssess *tlssess_new(struct tlsctx *t, int fd);
 
 /**
+ * tlssess_new_client(t, fd):
+ * A client session towards ${t}'s TLS backend over connected socket ${fd}
+ * (not owned), verifying the backend's certificate and name.  NULL if ${t}
+ * has no backend TLS or out of memory.
+ */
+struct tlssess *tlssess_new_client(struct tlsctx *t, int fd);
+
+/**
+ * tlssess_backend_error(s, buf, len):
+ * Why a backend handshake (client session) failed, in words.
+ */
+void tlssess_backend_error(const struct tlssess *s, char *buf, size_t len);
+
+/**
  * tlssess_free(s):
  * Free ${s}, wiping its keys.  The socket is not closed.  NULL is a no-op.
  */
@@ -87,6 +101,13 @@ enum tls_io tlssess_close_notify(struct tlssess *s);
 void tlssess_refusal(const struct tlssess *s, struct tls_refusal *r);
 
 /**
+ * tlssess_peer_gone(s):
+ * True if the last error was the peer resetting or closing the connection
+ * under us (EPIPE, ECONNRESET).
+ */
+int tlssess_peer_gone(const struct tlssess *s);
+
+/**
  * tlssess_error(s, buf, len):
  * The last error as text, for failures after the handshake.
  */
@@ -103,5 +124,18 @@ const char *tlssess_cipher(const struct tlssess *s);
  * The verified client certificate's subject DN, "" if none.
  */
 void tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len);
+
+/**
+ * tlssess_peer_cn(s, buf, len):
+ * The verified client certificate's first CN, "" if none.
+ */
+void tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len);
+
+/**
+ * tlssess_peer_uri(s, buf, len):
+ * The verified client certificate's first URI SAN (e.g. a SPIFFE ID), ""
+ * if none.
+ */
+void tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len);
 
 #endif

@@ -49,6 +49,8 @@ struct worker {
 	struct wl *ls;
 	size_t nls;
 	struct cookie sig, master;
+	unsigned index, generation;
+	unsigned shutdown_ms, drain_ms;
 	bool stopping;
 	uint64_t stop_deadline;
 	uint64_t last_limit_log;
@@ -166,21 +168,47 @@ accept_some(struct worker *w, struct wl *l, uint64_t now)
 }
 
 static void
-begin_stop(struct worker *w, uint64_t now, const char *why)
+begin_stop(struct worker *w, uint64_t now, unsigned timeout_ms,
+    const char *why)
 {
 	size_t i;
 
-	if (w->stopping)
+	if (w->stopping) {
+		/* A shutdown during a drain shortens it, never lengthens it. */
+		if (now + timeout_ms < w->stop_deadline)
+			w->stop_deadline = now + timeout_ms;
 		return;
+	}
 	w->stopping = true;
-	(void)now; /* the loop starts the shutdown clock */
+	w->stop_deadline = now + timeout_ms;
 	for (i = 0; i < w->nls; i++) {
 		listener_pause(w, &w->ls[i], UINT64_MAX);
 		close(w->ls[i].fd);
 		w->ls[i].fd = -1;
 	}
-	log_msg(LOG_INFO, "worker stopping (%s): draining %zu connection(s)",
-	    why, w->conns.n);
+	log_event(LOG_INFO, LOG_ID_WORKER, NULL, 0, "worker %u (generation "
+	    "%u) stopping (%s): %zu connection(s) get up to %.1f s",
+	    w->index, w->generation, why, w->conns.n, timeout_ms / 1000.0);
+}
+
+static void
+log_status(const struct worker *w)
+{
+	char buf[512];
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < w->nls && off < sizeof(buf); i++) {
+		int n = snprintf(buf + off, sizeof(buf) - off, "%s%s: %u",
+		    i ? ", " : "", w->ls[i].cl.cfg->name, w->ls[i].cl.active);
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	log_event(LOG_INFO, LOG_ID_STATUS, NULL, 0, "status: worker %u "
+	    "(generation %u)%s: %zu connection(s) (%s)", w->index,
+	    w->generation, w->stopping ? " draining" : "", w->conns.n, buf);
 }
 
 static void
@@ -188,9 +216,12 @@ on_signal(struct worker *w, uint64_t now)
 {
 	struct signalfd_siginfo si;
 
-	while (read(w->sig.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+	while (read(w->sig.fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			begin_stop(w, now, "signal");
+			begin_stop(w, now, w->shutdown_ms, "shutdown");
+		else if (si.ssi_signo == SIGUSR1)
+			log_status(w);
+	}
 }
 
 static void
@@ -200,9 +231,14 @@ on_master(struct worker *w, uint64_t now)
 	ssize_t n = read(w->master.fd, b, sizeof(b));
 
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		/* The master is gone: nobody supervises us any more. */
+		/*
+		 * The master closed our generation's pipe (a reload retired
+		 * us) or died: either way, no new connections; finish the
+		 * live ones.
+		 */
 		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd, NULL);
-		begin_stop(w, now, "master exited");
+		begin_stop(w, now, w->drain_ms, "retired by reload, or the "
+		    "master exited");
 	}
 }
 
@@ -223,6 +259,7 @@ setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	w->sig.kind = EV_SIGNAL;
 	w->sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w->sig.fd < 0) {
@@ -301,27 +338,24 @@ tick(struct worker *w, uint64_t now)
 }
 
 static void
-loop(struct worker *w, unsigned shutdown_ms)
+loop(struct worker *w)
 {
 	struct epoll_event evs[MAX_EVENTS];
 	uint64_t next_tick = now_ms() + TICK_MS;
-	bool deadline_set = false;
 
 	for (;;) {
 		uint64_t now = now_ms();
 		int n, i, timeout;
 
 		if (w->stopping) {
-			if (!deadline_set) {
-				w->stop_deadline = now + shutdown_ms;
-				deadline_set = true;
-			}
 			if (w->conns.n == 0)
 				return;
 			if (now >= w->stop_deadline) {
-				log_msg(LOG_NOTICE, "shutdown timeout: closing "
-				    "%zu connection(s)", w->conns.n);
+				log_msg(LOG_NOTICE, "worker %u: time is up: "
+				    "closing %zu connection(s)", w->index,
+				    w->conns.n);
 				conn_set_close_all(&w->conns, "shutdown", now);
+				conn_set_reap(&w->conns);
 				return;
 			}
 		}
@@ -338,6 +372,7 @@ loop(struct worker *w, unsigned shutdown_ms)
 			tick(w, now);
 			next_tick = now + TICK_MS;
 		}
+		conn_set_reap(&w->conns);
 	}
 }
 
@@ -351,9 +386,12 @@ worker_run(const struct worker_args *a)
 
 	memset(&w, 0, sizeof(w));
 	w.epfd = w.sig.fd = -1;
-	/* SIGHUP and SIGUSR1 are the master's business. */
+	/* SIGHUP is the master's business. */
 	signal(SIGHUP, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
+	w.index = a->index;
+	w.generation = a->generation;
+	w.shutdown_ms = a->cfg->shutdown_timeout_ms;
+	w.drain_ms = a->cfg->drain_timeout_ms;
 	sigemptyset(&none);
 	sigaddset(&none, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &none, NULL);
@@ -365,7 +403,7 @@ worker_run(const struct worker_args *a)
 		    "worker %u cannot start: %s", a->index, err);
 		goto out;
 	}
-	loop(&w, a->cfg->shutdown_timeout_ms);
+	loop(&w);
 	status = 0;
 out:
 	if (w.sig.fd >= 0)

@@ -3,9 +3,10 @@
  *
  * A worker inherits everything from the master by fork(): parsed config,
  * loaded TLS contexts and listening sockets.  It re-seeds its random
- * generator, drops privileges, and then serves until told to stop (SIGTERM,
- * or the master's pipe closing), draining live connections up to the
- * shutdown timeout.
+ * generator, drops privileges, and then serves until told to stop, then
+ * drains its live connections: SIGTERM (shutdown) gives them shutdown_timeout;
+ * the master's pipe closing (a reload retired this generation, or the master
+ * died) gives them drain_timeout.  SIGUSR1 logs a status line.
  */
 #ifndef TLS_ECHOD_WORKER_H
 #define TLS_ECHOD_WORKER_H
@@ -35,7 +36,8 @@ struct worker_args {
 	const struct worker_listener *listeners;
 	size_t nlisteners;
 	int master_fd; /* read end of the master's pipe: EOF = master gone */
-	unsigned index; /* 0..workers-1, for logs */
+	unsigned index;      /* 0..workers-1, for logs */
+	unsigned generation; /* 1, then one more per successful reload */
 	struct worker_creds creds;
 };
 

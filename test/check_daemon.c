@@ -959,8 +959,8 @@ START_TEST(test_sigterm_closes_idle_session_at_shutdown_timeout)
 	roundtrip_ok(&c, "before SIGTERM");
 	t0 = h_now_ms();
 	ck_assert(h_daemon_signal(&d, SIGTERM) == 0);
-	LOG_EXPECT(&d, line, "worker stopping (signal): draining 1 "
-	    "connection(s)");
+	LOG_EXPECT(&d, line, "stopping (shutdown): 1 connection(s) get up "
+	    "to 1.0 s");
 	/* Draining: a live session keeps working until the timeout. */
 	roundtrip_ok(&c, "while draining");
 	r = h_tls_wait_eof(&c, 5000);

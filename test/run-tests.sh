@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Run Check test binaries, show their output, and sum up.
+# Run test suites, show their output, and sum up.
 #
-# usage: test/run-tests.sh BINARY...
-# Each binary is a Check suite runner (CK_VERBOSITY=normal prints its
-# "NN%: Checks: N, Failures: F, Errors: E" line); exit status 77 means
-# skipped.  Ends with "N passed, N failed" and fails if anything failed.
+# usage: test/run-tests.sh PROGRAM...
+# Each program is a Check suite runner (CK_VERBOSITY=normal prints its
+# "NN%: Checks: N, Failures: F, Errors: E" line) or a script ending with a
+# plain "N passed, N failed" line; exit status 77 means skipped.  Ends with "N passed, N failed" and fails if anything failed.
 set -uo pipefail
 
 passed=0 failed=0 skipped=0 bad=()
@@ -19,6 +19,11 @@ for bin in "$@"; do
         continue
     fi
     line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' <<<"$out" | tail -1)
+    plain=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' <<<"$out" | tail -1)
+    if [[ -z $line && -n $plain ]]; then
+        # A script suite (test/check-systemd.sh) ends with the plain line.
+        line="Checks: $(( ${plain%% passed*} + $(sed -E 's/.*, ([0-9]+) failed/\1/' <<<"$plain") )), Failures: $(sed -E 's/.*, ([0-9]+) failed/\1/' <<<"$plain"), Errors: 0"
+    fi
     if [[ -z $line ]]; then
         echo "$name: no Check summary (exit status $rc)"
         failed=$((failed + 1)); bad+=("$name")
