@@ -21,6 +21,12 @@
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 30000u
 #define DEFAULT_DRAIN_TIMEOUT_MS 300000u
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000u
+#define DEFAULT_EXPIRY_WARN_DAYS 30u
+#define DEFAULT_TICKET_LIFETIME_S 3600u
+#define DEFAULT_VERIFY_DEPTH 2u
+#define MAX_VERIFY_DEPTH 8u      /* MBEDTLS_X509_MAX_INTERMEDIATE_CA */
+#define MAX_CRLS 16u
+#define MAX_ALLOW 256u
 #define DEFAULT_LINGER_TIMEOUT_MS 30000u
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS 300000u
@@ -46,13 +52,20 @@ struct defaults {
 static const char *const global_keys[] = {
 	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
-	NULL,
+	"expiry_warn_days", "ticket_lifetime", "ticket_key_file", NULL,
 };
 static const char *const listener_keys[] = {
 	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
-	"idle_timeout", "max_connections", "backend", "linger_timeout", NULL,
+	"idle_timeout", "max_connections", "backend", "linger_timeout",
+	"allow", NULL,
 };
-static const char *const tls_keys[] = { "cert", "key", "ca", NULL };
+static const char *const tls_keys[] = {
+	"cert", "key", "ca", "crl", "crl_stale", "verify_client",
+	"verify_depth", "ciphers", "curves", "min_version", "resumption", NULL,
+};
+static const char *const allow_keys[] = {
+	"cn", "ou", "dns", "uri", "email", "spki_sha256", NULL,
+};
 static const char *const backend_keys[] = {
 	"address", "connect_timeout", "proxy_protocol", "tls", NULL,
 };
@@ -415,22 +428,13 @@ addr_clash(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 	    sizeof(struct in6_addr)) == 0;
 }
 
-/*
- * Resolve file setting ${name} of ${tls} against the config's folder and
- * check it is readable.  Absent and not ${required}: f->path stays NULL.
- */
+/* Resolve ${value} (set by ${s}) against the config's folder; readable? */
 static int
-load_file_opt(struct loader *l, const config_setting_t *tls, const char *name,
-    bool required, struct cfg_file *f)
+load_path(struct loader *l, const config_setting_t *s, const char *value,
+    struct cfg_file *f)
 {
-	const char *value;
-	config_setting_t *s;
 	char where[128];
 
-	if (get_string(l, tls, name, required, &value, &s) != 0)
-		return -1;
-	if (s == NULL)
-		return 0;
 	setting_path(s, where, sizeof(where));
 	if (value[0] == '\0') {
 		fail(l, s, "%s: empty file name", where);
@@ -463,6 +467,24 @@ load_file_opt(struct loader *l, const config_setting_t *tls, const char *name,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * File setting ${name} of ${g}, resolved and checked by load_path.  Absent
+ * and not ${required}: f->path stays NULL.
+ */
+static int
+load_file_opt(struct loader *l, const config_setting_t *g, const char *name,
+    bool required, struct cfg_file *f)
+{
+	const char *value;
+	config_setting_t *s;
+
+	if (get_string(l, g, name, required, &value, &s) != 0)
+		return -1;
+	if (s == NULL)
+		return 0;
+	return load_path(l, s, value, f);
 }
 
 static int
@@ -611,6 +633,303 @@ load_backend(struct loader *l, const config_setting_t *g,
 	return 0;
 }
 
+/*
+ * A string or a list/array of strings, each checked by ${ok} (NULL: any
+ * non-empty string); at most ${max}.
+ */
+static int
+get_strs(struct loader *l, const config_setting_t *g, const char *name,
+    size_t max, bool (*ok)(const char *, const char **), struct cfg_strs *out)
+{
+	config_setting_t *s = config_setting_get_member(g, name);
+	char where[160];
+	int i, n;
+
+	if (s == NULL)
+		return 0;
+	setting_path(s, where, sizeof(where));
+	out->line = (int)config_setting_source_line(s);
+	if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		n = 1;
+	else if (config_setting_type(s) == CONFIG_TYPE_ARRAY ||
+	    config_setting_type(s) == CONFIG_TYPE_LIST)
+		n = config_setting_length(s);
+	else {
+		fail(l, s, "%s: must be a string or a list of strings "
+		    "[ \"a\", \"b\" ], not %s", where,
+		    type_name(config_setting_type(s)));
+		return -1;
+	}
+	if ((size_t)n > max) {
+		fail(l, s, "%s: %d entries, at most %zu", where, n, max);
+		return -1;
+	}
+	if (n > 0 && (out->v = calloc((size_t)n, sizeof(*out->v))) == NULL) {
+		snprintf(l->err, l->errlen, "%s: out of memory", l->path);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_type(s) ==
+		    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s,
+		    (unsigned)i);
+		const char *v, *why = "empty";
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			fail(l, e, "%s: entry %d must be a string, not %s",
+			    where, i + 1, type_name(config_setting_type(e)));
+			return -1;
+		}
+		v = config_setting_get_string(e);
+		if (v[0] == '\0' || (ok != NULL && !ok(v, &why))) {
+			fail(l, e, "%s: \"%s\": %s", where, v, why);
+			return -1;
+		}
+		if ((out->v[i] = xstrdup(l, v)) == NULL)
+			return -1;
+		out->n++;
+	}
+	return 0;
+}
+
+static void
+strs_free(struct cfg_strs *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+/* "*.example.com": a star only as the whole leftmost label. */
+static bool
+dns_pattern_ok(const char *p, const char **why)
+{
+	const char *star = strchr(p, '*');
+
+	if (star == NULL)
+		return true;
+	if (star != p || p[1] != '.' || p[2] == '\0' ||
+	    strchr(p + 1, '*') != NULL) {
+		*why = "a '*' may only be the whole leftmost label, as in "
+		    "\"*.svc.example\"";
+		return false;
+	}
+	return true;
+}
+
+/* "spiffe://prod/ns/web/" plus a star: a star only at the end. */
+static bool
+uri_pattern_ok(const char *p, const char **why)
+{
+	const char *star = strchr(p, '*');
+
+	if (star != NULL && star[1] != '\0') {
+		*why = "a '*' may only end the pattern (a prefix match)";
+		return false;
+	}
+	if (strstr(p, "://") == NULL && strncmp(p, "urn:", 4) != 0) {
+		*why = "not a URI (expected scheme://..., e.g. spiffe://)";
+		return false;
+	}
+	return true;
+}
+
+static bool
+email_pattern_ok(const char *p, const char **why)
+{
+	if (strchr(p, '@') == NULL) {
+		*why = "expected user@domain, or @domain for a whole domain";
+		return false;
+	}
+	return true;
+}
+
+/* Standard base64 (padding optional) of exactly ${n} bytes. */
+static bool
+base64_decode(const char *s, uint8_t *out, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint32_t acc = 0;
+	size_t bits = 0, k = 0;
+
+	for (; *s != '\0' && *s != '='; s++) {
+		const char *p = strchr(tab, *s);
+
+		if (p == NULL)
+			return false;
+		acc = (acc << 6) | (uint32_t)(p - tab);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (k == n)
+				return false;
+			out[k++] = (uint8_t)(acc >> bits);
+		}
+	}
+	while (*s == '=')
+		s++;
+	return *s == '\0' && k == n && (acc & ((1u << bits) - 1)) == 0;
+}
+
+static int
+load_allow(struct loader *l, const config_setting_t *g,
+    struct cfg_listener *li)
+{
+	struct cfg_allow *a = &li->allow;
+	struct cfg_strs spki = { 0 };
+	config_setting_t *ag;
+	size_t i;
+
+	if (get_typed(l, g, "allow", CONFIG_TYPE_GROUP, &ag) != 0)
+		return -1;
+	if (ag == NULL)
+		return 0;
+	if (check_keys(l, ag, allow_keys) != 0 ||
+	    get_strs(l, ag, "cn", MAX_ALLOW, NULL, &a->cn) != 0 ||
+	    get_strs(l, ag, "ou", MAX_ALLOW, NULL, &a->ou) != 0 ||
+	    get_strs(l, ag, "dns", MAX_ALLOW, dns_pattern_ok, &a->dns) != 0 ||
+	    get_strs(l, ag, "uri", MAX_ALLOW, uri_pattern_ok, &a->uri) != 0 ||
+	    get_strs(l, ag, "email", MAX_ALLOW, email_pattern_ok,
+	    &a->email) != 0 ||
+	    get_strs(l, ag, "spki_sha256", MAX_ALLOW, NULL, &spki) != 0)
+		goto err;
+	if (spki.n > 0 &&
+	    (a->spki = calloc(spki.n, sizeof(*a->spki))) == NULL) {
+		snprintf(l->err, l->errlen, "%s: out of memory", l->path);
+		goto err;
+	}
+	for (i = 0; i < spki.n; i++) {
+		if (!base64_decode(spki.v[i], a->spki[i], CFG_SPKI_LEN)) {
+			config_setting_t *s = config_setting_get_member(ag,
+			    "spki_sha256");
+			char where[160];
+
+			setting_path(s, where, sizeof(where));
+			fail(l, s, "%s: \"%s\" is not the base64 of a SHA-256 "
+			    "(44 characters; `openssl x509 -pubkey -noout | "
+			    "openssl pkey -pubin -outform DER | openssl dgst "
+			    "-sha256 -binary | base64`)", where, spki.v[i]);
+			goto err;
+		}
+		a->nspki++;
+	}
+	strs_free(&spki);
+	return 0;
+err:
+	strs_free(&spki);
+	return -1;
+}
+
+static bool
+cipher_name_ok(const char *p, const char **why)
+{
+	if (strncmp(p, "TLS_", 4) != 0) {
+		*why = "use IANA names, e.g. TLS_AES_128_GCM_SHA256 or "
+		    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256";
+		return false;
+	}
+	return true;
+}
+
+/* The TLS settings beyond cert/key/ca, checked as far as config can. */
+static int
+load_tls_policy(struct loader *l, const config_setting_t *tls,
+    struct cfg_listener *li)
+{
+	const char *v;
+	config_setting_t *s;
+	char where[160];
+	struct cfg_strs crls = { 0 };
+	size_t i;
+
+	setting_path(tls, where, sizeof(where));
+	if ((li->setting_tls = xstrdup(l, where)) == NULL)
+		return -1;
+	li->verify_depth = DEFAULT_VERIFY_DEPTH;
+	li->min_version = 12;
+	li->resumption = CFG_RESUME_PSK_DHE_KE;
+	if (get_uint(l, tls, "verify_depth", 0, MAX_VERIFY_DEPTH,
+	    &li->verify_depth) != 0)
+		return -1;
+	if (get_string(l, tls, "verify_client", false, &v, &s) != 0)
+		return -1;
+	if (v != NULL) {
+		if (strcmp(v, "optional") == 0)
+			li->verify_optional = true;
+		else if (strcmp(v, "required") != 0) {
+			setting_path(s, where, sizeof(where));
+			fail(l, s, "%s: unknown value \"%s\" (use \"required\" "
+			    "or \"optional\")", where, v);
+			return -1;
+		}
+	}
+	if (get_string(l, tls, "crl_stale", false, &v, &s) != 0)
+		return -1;
+	if (v != NULL) {
+		if (strcmp(v, "refuse") == 0)
+			li->crl_stale = CFG_CRL_STALE_REFUSE;
+		else if (strcmp(v, "warn") != 0) {
+			setting_path(s, where, sizeof(where));
+			fail(l, s, "%s: unknown value \"%s\" (use \"warn\" or "
+			    "\"refuse\")", where, v);
+			return -1;
+		}
+	}
+	if (get_string(l, tls, "min_version", false, &v, &s) != 0)
+		return -1;
+	if (v != NULL) {
+		li->min_version_line = (int)config_setting_source_line(s);
+		if (strcmp(v, "1.3") == 0)
+			li->min_version = 13;
+		else if (strcmp(v, "1.2") != 0) {
+			setting_path(s, where, sizeof(where));
+			fail(l, s, "%s: \"%s\": use \"1.2\" or \"1.3\" (older "
+			    "versions are not supported)", where, v);
+			return -1;
+		}
+	}
+	if (get_string(l, tls, "resumption", false, &v, &s) != 0)
+		return -1;
+	if (v != NULL) {
+		if (strcmp(v, "off") == 0)
+			li->resumption = CFG_RESUME_OFF;
+		else if (strcmp(v, "psk_ke") == 0)
+			li->resumption = CFG_RESUME_PSK_KE;
+		else if (strcmp(v, "psk_dhe_ke") != 0) {
+			setting_path(s, where, sizeof(where));
+			fail(l, s, "%s: unknown value \"%s\" (use \"psk_dhe_ke\" "
+			    "(default, forward secret), \"psk_ke\" (faster, no "
+			    "forward secrecy) or \"off\")", where, v);
+			return -1;
+		}
+	}
+	if (get_strs(l, tls, "ciphers", 32, cipher_name_ok, &li->ciphers) != 0 ||
+	    get_strs(l, tls, "curves", 16, NULL, &li->curves) != 0 ||
+	    get_strs(l, tls, "crl", MAX_CRLS, NULL, &crls) != 0)
+		goto err;
+	if (crls.n > 0) {
+		if ((li->crl = calloc(crls.n, sizeof(*li->crl))) == NULL) {
+			snprintf(l->err, l->errlen, "%s: out of memory",
+			    l->path);
+			goto err;
+		}
+		s = config_setting_get_member(tls, "crl");
+		for (i = 0; i < crls.n; i++) {
+			if (load_path(l, s, crls.v[i], &li->crl[i]) != 0)
+				goto err;
+			li->ncrl++;
+		}
+	}
+	strs_free(&crls);
+	return 0;
+err:
+	strs_free(&crls);
+	return -1;
+}
+
 static bool
 valid_name(const char *s)
 {
@@ -679,10 +998,12 @@ load_listener(struct loader *l, const config_setting_t *g,
 	li->mode = CFG_MODE_ECHO;
 	if (mode != NULL && strcmp(mode, "relay") == 0)
 		li->mode = CFG_MODE_RELAY;
+	else if (mode != NULL && strcmp(mode, "whoami") == 0)
+		li->mode = CFG_MODE_WHOAMI;
 	else if (mode != NULL && strcmp(mode, "echo") != 0) {
 		setting_path(s, where, sizeof(where));
-		fail(l, s, "%s: unknown mode \"%s\" (use \"echo\" or "
-		    "\"relay\")", where, mode);
+		fail(l, s, "%s: unknown mode \"%s\" (use \"echo\", "
+		    "\"relay\" or \"whoami\")", where, mode);
 		return -1;
 	}
 	if (load_backend(l, g, li) != 0)
@@ -728,7 +1049,9 @@ load_listener(struct loader *l, const config_setting_t *g,
 	if (check_keys(l, tls, tls_keys) != 0 ||
 	    load_file(l, tls, "cert", &li->cert) != 0 ||
 	    load_file(l, tls, "key", &li->key) != 0 ||
-	    load_file(l, tls, "ca", &li->ca) != 0)
+	    load_file(l, tls, "ca", &li->ca) != 0 ||
+	    load_tls_policy(l, tls, li) != 0 ||
+	    load_allow(l, g, li) != 0)
 		return -1;
 	return 0;
 }
@@ -823,6 +1146,15 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	c->workers = default_workers();
 	c->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
 	c->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
+	c->expiry_warn_days = DEFAULT_EXPIRY_WARN_DAYS;
+	c->ticket_lifetime_s = DEFAULT_TICKET_LIFETIME_S;
+	if (get_uint(l, root, "expiry_warn_days", 0, 3650,
+	    &c->expiry_warn_days) != 0 ||
+	    get_uint(l, root, "ticket_lifetime", 60, 604800,
+	    &c->ticket_lifetime_s) != 0 ||
+	    load_file_opt(l, root, "ticket_key_file", false,
+	    &c->ticket_key_file) != 0)
+		return -1;
 	if (get_uint(l, root, "workers", 1, MAX_WORKERS, &c->workers) != 0 ||
 	    get_seconds(l, root, "shutdown_timeout", 0, 3600000,
 	    &c->shutdown_timeout_ms) != 0 ||
@@ -981,8 +1313,21 @@ cfg_free(struct cfg *c)
 		file_free(&li->backend.ca);
 		file_free(&li->backend.cert);
 		file_free(&li->backend.key);
+		for (size_t k = 0; k < li->ncrl; k++)
+			file_free(&li->crl[k]);
+		free(li->crl);
+		strs_free(&li->ciphers);
+		strs_free(&li->curves);
+		free(li->setting_tls);
+		strs_free(&li->allow.cn);
+		strs_free(&li->allow.ou);
+		strs_free(&li->allow.dns);
+		strs_free(&li->allow.uri);
+		strs_free(&li->allow.email);
+		free(li->allow.spki);
 	}
 	free(c->listeners);
+	file_free(&c->ticket_key_file);
 	free(c->user);
 	free(c->group);
 	free(c->path);
@@ -995,6 +1340,7 @@ cfg_mode_name(enum cfg_mode mode)
 	switch (mode) {
 	case CFG_MODE_ECHO: return "echo";
 	case CFG_MODE_RELAY: return "relay";
+	case CFG_MODE_WHOAMI: return "whoami";
 	}
 	return "?";
 }

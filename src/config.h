@@ -11,13 +11,36 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #define CFG_DEFAULT_PATH "/etc/tls-echod/tls-echod.conf"
 #define CFG_NAME_MAX 64
 #define CFG_BANNER_MAX 4096
 
-enum cfg_mode { CFG_MODE_ECHO, CFG_MODE_RELAY };
+enum cfg_mode { CFG_MODE_ECHO, CFG_MODE_RELAY, CFG_MODE_WHOAMI };
+enum cfg_crl_stale { CFG_CRL_STALE_WARN, CFG_CRL_STALE_REFUSE };
+enum cfg_resumption {
+	CFG_RESUME_OFF,        /* no tickets */
+	CFG_RESUME_PSK_DHE_KE, /* tickets; TLS 1.3 resumes with a fresh ECDHE */
+	CFG_RESUME_PSK_KE,     /* tickets; TLS 1.3 also without ECDHE (no PFS) */
+};
+
+/* A list of strings as written, with where (for messages). */
+struct cfg_strs {
+	char **v;
+	size_t n;
+	int line; /* 0 if absent */
+};
+
+#define CFG_SPKI_LEN 32
+
+/* Who may in, after the certificate verified: any rule that matches. */
+struct cfg_allow {
+	struct cfg_strs cn, ou, dns, uri, email;
+	uint8_t (*spki)[CFG_SPKI_LEN]; /* SHA-256 of SubjectPublicKeyInfo */
+	size_t nspki;
+};
 enum cfg_proxy { CFG_PROXY_OFF, CFG_PROXY_V1, CFG_PROXY_V2 };
 enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR };
 
@@ -53,6 +76,18 @@ struct cfg_listener {
 	char *banner; /* NULL: none */
 	size_t banner_len;
 	struct cfg_file cert, key, ca;
+	struct cfg_file *crl;        /* tls.crl: zero or more files */
+	size_t ncrl;
+	enum cfg_crl_stale crl_stale;
+	bool verify_optional;        /* tls.verify_client = "optional" */
+	unsigned verify_depth;       /* intermediates allowed below a CA */
+	struct cfg_strs ciphers;     /* tls.ciphers (IANA names), n 0: ours */
+	struct cfg_strs curves;      /* tls.curves, n 0: ours */
+	int min_version;             /* 12 or 13 */
+	int min_version_line;
+	enum cfg_resumption resumption;
+	char *setting_tls;           /* "listeners[0].tls", for messages */
+	struct cfg_allow allow;
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms; /* 0: no idle timeout */
 	unsigned max_connections; /* per worker */
@@ -70,6 +105,9 @@ struct cfg {
 	char *group; /* NULL: user's primary group, or keep */
 	int user_line, group_line;
 	enum cfg_log log;
+	unsigned expiry_warn_days;    /* warn when a certificate expires sooner */
+	unsigned ticket_lifetime_s;   /* session ticket key period */
+	struct cfg_file ticket_key_file; /* path NULL: keys made at start */
 	unsigned shutdown_timeout_ms; /* SIGTERM: time live connections get */
 	unsigned drain_timeout_ms;    /* reload: time old workers get */
 	struct cfg_listener *listeners;

@@ -87,10 +87,35 @@ struct conn {
 	uint64_t connect_start_ms, connect_ms;
 	const char *first_eof;    /* "client" or "backend": who ended first */
 	size_t discarded;         /* CONN_REFUSED: bytes dropped */
+	bool unauthenticated;     /* verify_client optional, no certificate */
+	char allowed_by[160];     /* the allow rule that admitted the client */
 	char peer[NET_ADDRSTRLEN];
 	struct sockaddr_storage peer_sa;
 	socklen_t peer_len;
 };
+
+void
+conn_listener_init(struct conn_listener *cl, const struct cfg_listener *cfg,
+    struct tlsctx *tls)
+{
+	const struct cfg_allow *a = &cfg->allow;
+
+	memset(cl, 0, sizeof(*cl));
+	cl->cfg = cfg;
+	cl->tls = tls;
+	cl->allow.cn = a->cn.v;
+	cl->allow.ncn = a->cn.n;
+	cl->allow.ou = a->ou.v;
+	cl->allow.nou = a->ou.n;
+	cl->allow.dns = a->dns.v;
+	cl->allow.ndns = a->dns.n;
+	cl->allow.uri = a->uri.v;
+	cl->allow.nuri = a->uri.n;
+	cl->allow.email = a->email.v;
+	cl->allow.nemail = a->email.n;
+	cl->allow.spki = (const uint8_t (*)[IDENTITY_SPKI_LEN])a->spki;
+	cl->allow.nspki = a->nspki;
+}
 
 void
 conn_set_init(struct conn_set *set, int epfd)
@@ -235,6 +260,8 @@ log_close(const struct conn *c, uint64_t now_ms, const char *reason,
 		{ "BYTES_OUT", out },
 		{ "DURATION_MS", dur },
 		{ "CLOSE_REASON", reason },
+		{ "CLIENT_AUTH", c->unauthenticated ? "none" : "certificate" },
+		{ "ALLOW_RULE", c->allowed_by[0] ? c->allowed_by : NULL },
 		{ "BACKEND_ADDR", relay ? baddr : NULL },
 		{ "BACKEND_CONNECT_MS", relay && c->connect_ms ? cms : NULL },
 		{ "BACKEND_BYTES_OUT", relay ? bout : NULL },
@@ -571,7 +598,15 @@ enter_echo(struct conn *c, uint64_t now_ms)
 	c->state = CONN_ECHO;
 	c->last_ms = now_ms;
 	d->src = d->dst = &c->client;
-	if (lc->banner != NULL) {
+	if (lc->mode == CFG_MODE_WHOAMI) {
+		struct identity id;
+
+		/* Who the server thinks you are, then the echo. */
+		tlssess_peer_identity(c->client.tls, &id);
+		d->len = tlssess_whoami_json(c->client.tls, &id,
+		    (char *)d->buf, CONN_BUF);
+		identity_clear(&id);
+	} else if (lc->banner != NULL) {
 		/* CFG_BANNER_MAX < CONN_BUF: config guarantees it fits. */
 		memcpy(d->buf, lc->banner, lc->banner_len);
 		d->len = lc->banner_len;
@@ -745,6 +780,56 @@ enter_refused(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		step_refused(c);
 }
 
+/*
+ * The handshake succeeded; does the client get in?  Optional verification
+ * may have let a bad certificate through; the allow-list decides between
+ * verified clients.  False with ${why} filled if refused.
+ */
+static bool
+admit(struct conn *c, uint64_t now_ms, struct tls_refusal *why)
+{
+	struct conn_listener *l = c->l;
+	struct identity id;
+	char rule[160], names[400];
+	int v = 1;
+
+	if (l->cfg->verify_optional) {
+		v = tlssess_client_verified(c->client.tls, why);
+		if (v < 0)
+			return false;
+		c->unauthenticated = v == 0;
+	}
+	if (tlssess_crl_stale(c->client.tls) &&
+	    now_ms - l->crl_warned_ms >= 60000) {
+		struct log_field f[] = { { "LISTENER", l->cfg->name } };
+
+		log_event(LOG_WARNING, LOG_ID_CRL, f, 1, "listener %s: a CRL "
+		    "is past its nextUpdate; admitting clients anyway "
+		    "(tls.crl_stale = \"warn\"): publish a fresh CRL and "
+		    "reload", l->cfg->name);
+		l->crl_warned_ms = now_ms;
+	}
+	if (v == 0 || identity_allow_empty(&l->allow))
+		return true;
+	tlssess_peer_identity(c->client.tls, &id);
+	if (identity_match(&l->allow, &id, rule, sizeof(rule))) {
+		snprintf(c->allowed_by, sizeof(c->allowed_by), "%s", rule);
+		identity_clear(&id);
+		return true;
+	}
+	memset(why, 0, sizeof(*why));
+	why->token = "identity-not-allowed";
+	why->words = "identity not allowed";
+	identity_describe(&id, names, sizeof(names));
+	snprintf(why->detail, sizeof(why->detail), "%s%s: no allow rule "
+	    "matched", names, id.truncated ? " (and names that could not be "
+	    "read)" : "");
+	tlssess_peer_subject(c->client.tls, why->subject,
+	    sizeof(why->subject));
+	identity_clear(&id);
+	return false;
+}
+
 static void
 step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
@@ -753,6 +838,12 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 
 	switch (r) {
 	case TLS_IO_OK:
+		if (!admit(c, now_ms, &why)) {
+			log_refusal(c, now_ms, &why);
+			tlssess_deny(c->client.tls, why.token);
+			enter_refused(set, c, now_ms);
+			return;
+		}
 		/* The client is in: now it gets buffers (an unauthenticated
 		 * peer holds only what mbedTLS needs for the handshake). */
 		if (!alloc_dirs(c, c->l->cfg->mode == CFG_MODE_RELAY ? 2 : 1)) {

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "identity.h"
 
 struct tlsctx;
 struct conn;
@@ -30,8 +31,17 @@ struct conn;
 struct conn_listener {
 	const struct cfg_listener *cfg;
 	struct tlsctx *tls;
+	struct identity_allow allow; /* from cfg->allow; empty: any client */
 	unsigned active; /* connections of this listener in this worker */
+	uint64_t crl_warned_ms; /* last "stale CRL" warning, to rate-limit */
 };
+
+/**
+ * conn_listener_init(cl, cfg, tls):
+ * Fill ${cl} for listener ${cfg} with TLS context ${tls} (not owned).
+ */
+void conn_listener_init(struct conn_listener *cl,
+    const struct cfg_listener *cfg, struct tlsctx *tls);
 
 /* All connections of a worker; owned by the worker. */
 struct conn_set {

@@ -73,7 +73,8 @@ struct master {
 	uint64_t kill_at_ms;
 	uint64_t watchdog_ms; /* ping interval, 0: no watchdog */
 	uint64_t next_watchdog_ms;
-	char status[256];
+	char status[512];
+	char nearest[200];    /* the nearest certificate expiry, for STATUS= */
 };
 
 static uint64_t
@@ -145,6 +146,91 @@ load_tls(const struct cfg *c, struct tlsctx **tls, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Every date to watch (certificate expiries, CRL next updates) and key
+ * file permissions: printed to ${out} (tls-echod -t) or logged, with a
+ * warning below expiry_warn_days.  The nearest expiry goes to ${nearest}.
+ */
+static void
+report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
+    char *nearest, size_t nlen)
+{
+	int64_t now = (int64_t)time(NULL), best = INT64_MAX;
+	struct tlsctx_date d[64];
+	size_t i, k, n;
+
+	if (nearest != NULL)
+		nearest[0] = '\0';
+	for (i = 0; i < c->nlisteners; i++) {
+		const struct cfg_listener *li = &c->listeners[i];
+		unsigned mode = tlsctx_key_mode(tls[i]);
+
+		n = tlsctx_dates(tls[i], d, sizeof(d) / sizeof(d[0]));
+		for (k = 0; k < n; k++) {
+			bool crl = strcmp(d[k].what, "CRL") == 0;
+			int64_t days = (d[k].when - now) / 86400;
+			char date[32], msg[600], sdays[24];
+			struct tm tm;
+			time_t tt = (time_t)d[k].when;
+			int prio = LOG_INFO;
+			struct log_field f[] = {
+				{ "LISTENER", li->name },
+				{ "CERT_KIND", d[k].what },
+				{ "CERT_SUBJECT", d[k].name },
+				{ "DAYS_LEFT", sdays },
+			};
+
+			gmtime_r(&tt, &tm);
+			strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+			snprintf(sdays, sizeof(sdays), "%lld", (long long)days);
+			if (crl && d[k].when < now) {
+				prio = LOG_WARNING;
+				snprintf(msg, sizeof(msg), "listener %s: CRL of "
+				    "\"%s\" is stale: its next update was due "
+				    "%s (%s)", li->name, d[k].name, date,
+				    li->crl_stale == CFG_CRL_STALE_REFUSE ?
+				    "clients of that CA are refused" :
+				    "admitting anyway: crl_stale = \"warn\"");
+			} else if (crl)
+				snprintf(msg, sizeof(msg), "listener %s: CRL of "
+				    "\"%s\": next update %s, in %lld day(s)",
+				    li->name, d[k].name, date, (long long)days);
+			else {
+				if (days < (int64_t)c->expiry_warn_days)
+					prio = LOG_WARNING;
+				snprintf(msg, sizeof(msg), "listener %s: %s "
+				    "\"%s\" expires %s, in %lld day(s)%s",
+				    li->name, d[k].what, d[k].name, date,
+				    (long long)days, prio == LOG_WARNING ?
+				    " - renew it" : "");
+				if (d[k].when < best && nearest != NULL) {
+					best = d[k].when;
+					snprintf(nearest, nlen, "%s %.100s in "
+					    "%lld day(s)", d[k].what, d[k].name,
+					    (long long)days);
+				}
+			}
+			if (out != NULL)
+				fprintf(out, "%s%s\n", prio == LOG_WARNING ?
+				    "warning: " : "", msg);
+			else
+				log_event(prio, LOG_ID_EXPIRY, f,
+				    sizeof(f) / sizeof(f[0]), "%s", msg);
+		}
+		if (mode & 077u) {
+			if (out != NULL)
+				fprintf(out, "warning: listener %s: private key "
+				    "%s is readable by group or others (mode "
+				    "%04o): chmod 600 it\n", li->name,
+				    li->key.path, mode);
+			else
+				log_msg(LOG_WARNING, "listener %s: private key %s "
+				    "is readable by group or others (mode %04o): "
+				    "chmod 600 it", li->name, li->key.path, mode);
+		}
+	}
+}
+
 int
 master_check(const struct cfg *c, FILE *out, char *err, size_t errlen)
 {
@@ -162,13 +248,15 @@ master_check(const struct cfg *c, FILE *out, char *err, size_t errlen)
 	    load_tls(c, tls, err, errlen) != 0 ||
 	    resolve_creds(c, &cr, err, errlen) != 0)
 		goto out;
-	if (out != NULL)
+	if (out != NULL) {
 		for (i = 0; i < c->nlisteners; i++) {
 			tlsctx_cert_summary(tls[i], sum, sizeof(sum));
 			fprintf(out, "listener %s: %s, mode %s, certificate %s\n",
 			    c->listeners[i].name, c->listeners[i].listen,
 			    cfg_mode_name(c->listeners[i].mode), sum);
 		}
+		report_dates(c, tls, out, NULL, 0);
+	}
 	ret = 0;
 out:
 	for (i = 0; i < c->nlisteners; i++)
@@ -512,8 +600,24 @@ static void
 set_status(struct master *m)
 {
 	snprintf(m->status, sizeof(m->status), "generation %u: %zu "
-	    "listener(s), %u worker(s)%s", m->cur->id, m->cur->nls, m->nslots,
-	    m->failed_reloads ? "; last reload failed" : "");
+	    "listener(s), %u worker(s)%s%s%s", m->cur->id, m->cur->nls,
+	    m->nslots, m->failed_reloads ? "; last reload failed" : "",
+	    m->nearest[0] ? "; nearest expiry: " : "", m->nearest);
+}
+
+/* Log the dates of generation ${g} and remember the nearest expiry. */
+static void
+report_gen(struct master *m, const struct gen *g)
+{
+	struct tlsctx **tls = calloc(g->nls, sizeof(*tls));
+	size_t i;
+
+	if (tls == NULL)
+		return;
+	for (i = 0; i < g->nls; i++)
+		tls[i] = g->ls[i].tls;
+	report_dates(g->cfg, tls, NULL, m->nearest, sizeof(m->nearest));
+	free(tls);
 }
 
 /* Retire the current generation: its workers drain, its sockets close. */
@@ -636,6 +740,7 @@ reload(struct master *m, uint64_t now)
 	for (k = 0; k < m->nslots; k++)
 		spawn(m, k, now);
 	cap_old(m);
+	report_gen(m, g);
 	set_status(m);
 	notify_ready(m->status);
 	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "reloaded: generation %u "
@@ -864,6 +969,7 @@ master_run(struct cfg *c)
 		    m.cur->ls[i].cfg->name, net_fd_addr_str(m.cur->ls[i].fd, a,
 		    sizeof(a)), cfg_mode_name(m.cur->ls[i].cfg->mode), sum);
 	}
+	report_gen(&m, m.cur);
 	now = now_ms();
 	for (k = 0; k < m.nslots; k++)
 		spawn(&m, k, now);

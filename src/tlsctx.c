@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mbedtls/entropy.h>
@@ -296,8 +298,193 @@ load_ca(const struct cfg *c, const struct cfg_listener *li, struct tlsctx *t,
 	return 0;
 }
 
+/* "file:line: setting: message" for a setting that is not a file. */
+static void __attribute__((format(printf, 6, 7)))
+fail_at(const struct cfg_listener *li, int line, const char *setting,
+    char *err, size_t errlen, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(err, errlen, "%s:%d: %s.%s: %s", li->file, line,
+	    li->setting_tls, setting, msg);
+}
+
+/*
+ * IANA name -> mbedTLS id: "TLS_AES_128_GCM_SHA256" is mbedTLS's
+ * "TLS1-3-AES-128-GCM-SHA256", "TLS_ECDHE_..._WITH_..." its
+ * "TLS-ECDHE-...-WITH-...".  Our policy on top: TLS 1.2 suites must be
+ * ECDHE with an AEAD (GCM, ChaCha20-Poly1305, CCM but not CCM_8).
+ */
 static int
-setup_conf(struct tlsctx *t, char *err, size_t errlen)
+suite_id(const char *iana, const char **why)
+{
+	char name[160];
+	size_t i;
+	int tls13 = strstr(iana, "_WITH_") == NULL;
+	int id;
+
+	if (strlen(iana) > 120) {
+		*why = "unknown cipher suite";
+		return 0;
+	}
+	snprintf(name, sizeof(name), "%s%.120s", tls13 ? "TLS1-3-" : "",
+	    tls13 ? iana + 4 : iana);
+	for (i = 0; name[i] != '\0'; i++)
+		if (name[i] == '_')
+			name[i] = '-';
+	id = mbedtls_ssl_get_ciphersuite_id(name);
+	if (id == 0) {
+		*why = "unknown to this mbedTLS (or disabled in its build)";
+		return 0;
+	}
+	if (!tls13 && (strncmp(iana, "TLS_ECDHE_", 10) != 0 ||
+	    (strstr(iana, "_GCM_") == NULL &&
+	    strstr(iana, "_CHACHA20_POLY1305_") == NULL &&
+	    (strstr(iana, "_CCM") == NULL || strstr(iana, "_CCM_8") != NULL)))) {
+		*why = "refused by policy: TLS 1.2 suites must use ECDHE and an "
+		    "AEAD (GCM, ChaCha20-Poly1305 or CCM)";
+		return 0;
+	}
+	return id;
+}
+
+static int
+setup_suites(const struct cfg_listener *li, struct tlsctx *t, char *err,
+    size_t errlen)
+{
+	size_t i;
+	int n13 = 0, n12 = 0;
+
+	if (li->ciphers.n == 0)
+		return 0;
+	if ((t->suites = calloc(li->ciphers.n + 1, sizeof(int))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < li->ciphers.n; i++) {
+		const char *why = NULL;
+		int id = suite_id(li->ciphers.v[i], &why);
+
+		if (id == 0) {
+			fail_at(li, li->ciphers.line, "ciphers", err, errlen,
+			    "\"%s\": %s", li->ciphers.v[i], why);
+			return -1;
+		}
+		t->suites[i] = id;
+		if (strstr(li->ciphers.v[i], "_WITH_") == NULL)
+			n13++;
+		else
+			n12++;
+	}
+	if (n13 == 0 || (n12 == 0 && li->min_version == 12)) {
+		fail_at(li, li->ciphers.line, "ciphers", err, errlen, "no %s "
+		    "cipher suite left: clients of that version could never "
+		    "connect (list one, or set min_version = \"1.3\")",
+		    n13 == 0 ? "TLS 1.3" : "TLS 1.2");
+		return -1;
+	}
+	return 0;
+}
+
+/* Curve names as mbedTLS and OpenSSL spell them, plus NIST's P-256... */
+static int
+setup_groups(const struct cfg_listener *li, struct tlsctx *t, char *err,
+    size_t errlen)
+{
+	size_t i;
+	int has_ecdsa_curve = 0;
+
+	if (li->curves.n == 0)
+		return 0;
+	if ((t->groups = calloc(li->curves.n + 1, sizeof(uint16_t))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < li->curves.n; i++) {
+		const char *n = li->curves.v[i];
+		const mbedtls_ecp_curve_info *ci;
+
+		if (strcmp(n, "P-256") == 0 || strcmp(n, "prime256v1") == 0)
+			n = "secp256r1";
+		else if (strcmp(n, "P-384") == 0)
+			n = "secp384r1";
+		else if (strcmp(n, "P-521") == 0)
+			n = "secp521r1";
+		else if (strcmp(n, "X25519") == 0)
+			n = "x25519";
+		else if (strcmp(n, "X448") == 0)
+			n = "x448";
+		ci = mbedtls_ecp_curve_info_from_name(n);
+		if (ci == NULL) {
+			fail_at(li, li->curves.line, "curves", err, errlen,
+			    "\"%s\": unknown curve (use x25519, secp256r1, "
+			    "secp384r1, secp521r1, x448, or brainpoolP256r1...)",
+			    li->curves.v[i]);
+			return -1;
+		}
+		t->groups[i] = ci->tls_id;
+		has_ecdsa_curve |= ci->tls_id != MBEDTLS_SSL_IANA_TLS_GROUP_X25519 &&
+		    ci->tls_id != MBEDTLS_SSL_IANA_TLS_GROUP_X448;
+	}
+	if (!has_ecdsa_curve && li->min_version == 12) {
+		fail_at(li, li->curves.line, "curves", err, errlen, "TLS 1.2 "
+		    "with ECDSA certificates needs a NIST curve (add "
+		    "secp256r1), or set min_version = \"1.3\"");
+		return -1;
+	}
+	return 0;
+}
+
+/* CRLs must come from a CA of the listener, or they would never apply. */
+static int
+load_crls(const struct cfg *c, const struct cfg_listener *li,
+    struct tlsctx *t, char *err, size_t errlen)
+{
+	const mbedtls_x509_crl *crl;
+	const mbedtls_x509_crt *ca;
+	char m[160];
+	size_t i;
+	int ret;
+
+	for (i = 0; i < li->ncrl; i++) {
+		ret = mbedtls_x509_crl_parse_file(&t->crl, li->crl[i].path);
+		if (ret != 0) {
+			mbed_err(ret, m, sizeof(m));
+			fail(c, &li->crl[i], err, errlen, "\"%s\" is not a "
+			    "usable CRL (PEM or DER): %s", li->crl[i].path, m);
+			return -1;
+		}
+		t->has_crl = 1;
+	}
+	for (crl = t->has_crl ? &t->crl : NULL; crl != NULL &&
+	    crl->raw.len > 0; crl = crl->next) {
+		int known = 0;
+		char issuer[256];
+
+		for (ca = &t->ca; ca != NULL && ca->raw.len > 0; ca = ca->next)
+			known |= ca->subject_raw.len == crl->issuer_raw.len &&
+			    memcmp(ca->subject_raw.p, crl->issuer_raw.p,
+			    crl->issuer_raw.len) == 0;
+		if (!known) {
+			if (mbedtls_x509_dn_gets(issuer, sizeof(issuer),
+			    &crl->issuer) < 0)
+				snprintf(issuer, sizeof(issuer), "?");
+			fail(c, &li->crl[0], err, errlen, "a CRL issued by "
+			    "\"%s\" matches no CA in \"%s\": it would never "
+			    "apply", issuer, li->ca.path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+setup_conf(struct tlsctx *t, const struct cfg_listener *li, char *err,
+    size_t errlen)
 {
 	char m[160];
 	int ret;
@@ -306,13 +493,20 @@ setup_conf(struct tlsctx *t, char *err, size_t errlen)
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
 	if (ret != 0)
 		goto fail;
-	mbedtls_ssl_conf_min_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+	mbedtls_ssl_conf_min_tls_version(&t->conf, li->min_version == 13 ?
+	    MBEDTLS_SSL_VERSION_TLS1_3 : MBEDTLS_SSL_VERSION_TLS1_2);
 	mbedtls_ssl_conf_max_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_3);
-	mbedtls_ssl_conf_ciphersuites(&t->conf, ciphersuites);
-	mbedtls_ssl_conf_groups(&t->conf, groups);
+	mbedtls_ssl_conf_ciphersuites(&t->conf, t->suites ? t->suites :
+	    ciphersuites);
+	mbedtls_ssl_conf_groups(&t->conf, t->groups ? t->groups : groups);
 	mbedtls_ssl_conf_sig_algs(&t->conf, sig_algs);
-	mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-	mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
+	/* Optional: the handshake survives a bad certificate; conn refuses
+	 * it afterwards (tlssess_verify_refusal), admitting only clients
+	 * without one. */
+	mbedtls_ssl_conf_authmode(&t->conf, li->verify_optional ?
+	    MBEDTLS_SSL_VERIFY_OPTIONAL : MBEDTLS_SSL_VERIFY_REQUIRED);
+	mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, t->has_crl ? &t->crl :
+	    NULL);
 	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &drbg);
 	/* Certificate handshakes only: no PSK, no resumption yet. */
 	mbedtls_ssl_conf_tls13_key_exchange_modes(&t->conf,
@@ -435,18 +629,33 @@ tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
 	mbedtls_x509_crt_init(&t->chain);
 	mbedtls_x509_crt_init(&t->ca);
 	mbedtls_pk_init(&t->key);
+	mbedtls_x509_crl_init(&t->crl);
+	t->verify_depth = li->verify_depth;
+	t->verify_optional = li->verify_optional;
+	t->crl_stale_refuse = li->crl_stale == CFG_CRL_STALE_REFUSE;
 	mbedtls_ssl_config_init(&t->bconf);
 	mbedtls_x509_crt_init(&t->bca);
 	mbedtls_x509_crt_init(&t->bcert);
 	mbedtls_pk_init(&t->bkey);
-	if ((t->ca_path = strdup(li->ca.path)) == NULL) {
+	if ((t->ca_path = strdup(li->ca.path)) == NULL ||
+	    (t->cert_path = strdup(li->cert.path)) == NULL ||
+	    (li->ncrl > 0 && (t->crl_path = strdup(li->crl[0].path)) == NULL)) {
 		snprintf(err, errlen, "out of memory");
 		goto err;
+	}
+	{
+		struct stat st;
+
+		if (stat(li->key.path, &st) == 0)
+			t->key_mode = (unsigned)st.st_mode & 07777u;
 	}
 	if (load_chain(c, li, t, err, errlen) != 0 ||
 	    load_key(c, li, t, err, errlen) != 0 ||
 	    load_ca(c, li, t, err, errlen) != 0 ||
-	    setup_conf(t, err, errlen) != 0)
+	    load_crls(c, li, t, err, errlen) != 0 ||
+	    setup_suites(li, t, err, errlen) != 0 ||
+	    setup_groups(li, t, err, errlen) != 0 ||
+	    setup_conf(t, li, err, errlen) != 0)
 		goto err;
 	if (li->mode == CFG_MODE_RELAY && li->backend.tls &&
 	    setup_backend(c, li, t, err, errlen) != 0)
@@ -468,6 +677,11 @@ tlsctx_free(struct tlsctx *t)
 	mbedtls_x509_crt_free(&t->ca);
 	mbedtls_pk_free(&t->key); /* zeroizes the key */
 	free(t->ca_path);
+	free(t->cert_path);
+	free(t->crl_path);
+	mbedtls_x509_crl_free(&t->crl);
+	free(t->suites);
+	free(t->groups);
 	mbedtls_ssl_config_free(&t->bconf);
 	mbedtls_x509_crt_free(&t->bca);
 	mbedtls_x509_crt_free(&t->bcert);
@@ -488,6 +702,74 @@ tlsctx_cert_summary(const struct tlsctx *t, char *buf, size_t len)
 	snprintf(buf, len, "%s, expires %04d-%02d-%02d", subj,
 	    t->chain.valid_to.year, t->chain.valid_to.mon,
 	    t->chain.valid_to.day);
+}
+
+static int64_t
+unix_time(const mbedtls_x509_time *t)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = t->year - 1900;
+	tm.tm_mon = t->mon - 1;
+	tm.tm_mday = t->day;
+	tm.tm_hour = t->hour;
+	tm.tm_min = t->min;
+	tm.tm_sec = t->sec;
+	return (int64_t)timegm(&tm);
+}
+
+static size_t
+add_crt_dates(const mbedtls_x509_crt *crt, const char *what,
+    const char *path, struct tlsctx_date *out, size_t n, size_t max,
+    int first_only)
+{
+	for (; crt != NULL && crt->raw.len > 0 && n < max; crt = crt->next) {
+		out[n].what = what;
+		out[n].path = path;
+		if (mbedtls_x509_dn_gets(out[n].name, sizeof(out[n].name),
+		    &crt->subject) < 0)
+			snprintf(out[n].name, sizeof(out[n].name), "?");
+		out[n].when = unix_time(&crt->valid_to);
+		n++;
+		if (first_only)
+			break;
+	}
+	return n;
+}
+
+size_t
+tlsctx_dates(const struct tlsctx *t, struct tlsctx_date *out, size_t max)
+{
+	const mbedtls_x509_crl *crl;
+	size_t n = 0;
+
+	n = add_crt_dates(&t->chain, "server certificate", t->cert_path, out,
+	    n, max, 1);
+	n = add_crt_dates(&t->ca, "CA", t->ca_path, out, n, max, 0);
+	for (crl = t->has_crl ? &t->crl : NULL; crl != NULL &&
+	    crl->raw.len > 0 && n < max; crl = crl->next) {
+		out[n].what = "CRL";
+		out[n].path = t->crl_path;
+		if (mbedtls_x509_dn_gets(out[n].name, sizeof(out[n].name),
+		    &crl->issuer) < 0)
+			snprintf(out[n].name, sizeof(out[n].name), "?");
+		out[n].when = unix_time(&crl->next_update);
+		n++;
+	}
+	if (t->has_backend) {
+		n = add_crt_dates(&t->bca, "backend CA", t->bca_path, out, n,
+		    max, 0);
+		n = add_crt_dates(&t->bcert, "backend client certificate",
+		    t->bca_path, out, n, max, 1);
+	}
+	return n;
+}
+
+unsigned
+tlsctx_key_mode(const struct tlsctx *t)
+{
+	return t->key_mode;
 }
 
 const char *

@@ -10,6 +10,7 @@
 #define TLS_ECHOD_TLSCTX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -57,6 +58,28 @@ void tlsctx_free(struct tlsctx *t);
  * "CN=..., expires YYYY-MM-DD" for the server certificate, for startup logs.
  */
 void tlsctx_cert_summary(const struct tlsctx *t, char *buf, size_t len);
+
+/* A date an operator must watch: an expiry or a CRL's next update. */
+struct tlsctx_date {
+	const char *what;  /* "server certificate", "CA", "CRL", "backend CA" */
+	char name[256];    /* subject, or a CRL's issuer */
+	const char *path;  /* the file it came from */
+	int64_t when;      /* Unix time */
+};
+
+/**
+ * tlsctx_dates(t, out, max):
+ * The dates of ${t}'s material: server certificate, CAs, CRL next updates,
+ * backend CA and certificate.  Returns how many were written to ${out}.
+ */
+size_t tlsctx_dates(const struct tlsctx *t, struct tlsctx_date *out,
+    size_t max);
+
+/**
+ * tlsctx_key_mode(t):
+ * The permission bits the private key file had when loaded (e.g. 0600).
+ */
+unsigned tlsctx_key_mode(const struct tlsctx *t);
 
 /**
  * tlsctx_library_version():

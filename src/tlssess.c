@@ -3,6 +3,7 @@
  */
 #include "tlssess.h"
 #include "tlsctx_int.h"
+#include "identity.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/platform_util.h>
 
 struct tlssess {
@@ -26,6 +28,9 @@ struct tlssess {
 	uint64_t bytes_rx;  /* raw TCP bytes read, for refusal messages */
 	/* The client's leaf certificate as the verify callback saw it. */
 	int leaf_seen;
+	int depth_exceeded;    /* longer chain than verify_depth allows */
+	int resumed;           /* the handshake used one of our tickets */
+	int crl_stale;         /* a CRL past its nextUpdate was consulted */
 	int leaf_issuer_known; /* issuer DN equals one of our CAs' subjects */
 	char leaf_subject[512];
 	char leaf_issuer[512];
@@ -102,7 +107,16 @@ sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 	struct tlssess *s = p;
 	const mbedtls_x509_crt *ca;
 
-	(void)flags; /* mbedTLS decides; we only take notes */
+	/* Our policy on top of mbedTLS's verdict; otherwise we take notes. */
+	if (depth > (int)s->ctx->verify_depth + 1) {
+		*flags |= MBEDTLS_X509_BADCERT_OTHER;
+		s->depth_exceeded = 1;
+	}
+	if (*flags & MBEDTLS_X509_BADCRL_EXPIRED) {
+		s->crl_stale = 1;
+		if (!s->ctx->crl_stale_refuse)
+			*flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
+	}
 	if (depth != 0)
 		return 0;
 	s->leaf_seen = 1;
@@ -319,7 +333,13 @@ static void
 refusal_from_flags(const struct tlssess *s, uint32_t flags,
     struct tls_refusal *r)
 {
-	if (flags & MBEDTLS_X509_BADCERT_MISSING) {
+	if (s->depth_exceeded) {
+		refuse(r, "chain-too-long", "client certificate chain too long");
+		snprintf(r->detail, sizeof(r->detail), "more than %u "
+		    "intermediate CA(s) between the certificate and a CA in %s "
+		    "(tls.verify_depth)", s->ctx->verify_depth,
+		    s->ctx->ca_path);
+	} else if (flags & MBEDTLS_X509_BADCERT_MISSING) {
 		refuse(r, "no-client-cert", "no client certificate");
 		snprintf(r->detail, sizeof(r->detail), "the client sent no "
 		    "certificate; this listener requires one issued by %s",
@@ -340,6 +360,15 @@ refusal_from_flags(const struct tlssess *s, uint32_t flags,
 		    s->leaf_issuer, s->ctx->ca_path);
 	} else if (flags & MBEDTLS_X509_BADCERT_REVOKED) {
 		refuse(r, "cert-revoked", "client certificate revoked");
+		snprintf(r->detail, sizeof(r->detail), "listed in a CRL of "
+		    "this listener (tls.crl)");
+	} else if (flags & MBEDTLS_X509_BADCRL_EXPIRED) {
+		refuse(r, "crl-stale", "CRL is stale");
+		snprintf(r->detail, sizeof(r->detail), "the CRL for this "
+		    "client's CA is past its nextUpdate and tls.crl_stale = "
+		    "\"refuse\": publish a fresh CRL and reload");
+	} else if (flags & MBEDTLS_X509_BADCRL_NOT_TRUSTED) {
+		refuse(r, "crl-untrusted", "CRL signature does not verify");
 	} else if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
 		refuse(r, "cert-expired", "client certificate expired");
 		snprintf(r->detail, sizeof(r->detail), "valid until %s",
@@ -558,4 +587,223 @@ tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len)
 		}
 		mbedtls_x509_free_subject_alt_name(&name);
 	}
+}
+
+int
+tlssess_client_verified(const struct tlssess *s, struct tls_refusal *r)
+{
+	uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
+
+	if (flags == 0)
+		return 1;
+	if (flags == MBEDTLS_X509_BADCERT_MISSING)
+		return 0;
+	/* Optional verification let a bad certificate through: refuse it
+	 * with the reason a required one would have had. */
+	memset(r, 0, sizeof(*r));
+	if (s->leaf_seen) {
+		snprintf(r->subject, sizeof(r->subject), "%s", s->leaf_subject);
+		snprintf(r->issuer, sizeof(r->issuer), "%s", s->leaf_issuer);
+	}
+	refusal_from_flags(s, flags, r);
+	return -1;
+}
+
+int
+tlssess_crl_stale(const struct tlssess *s)
+{
+	return s->crl_stale;
+}
+
+void
+tlssess_peer_identity(const struct tlssess *s, struct identity *id)
+{
+	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	const mbedtls_x509_name *n;
+	const mbedtls_x509_sequence *san;
+
+	memset(id, 0, sizeof(*id));
+	if (crt == NULL)
+		return;
+	for (n = &crt->subject; n != NULL; n = n->next) {
+		if (n->oid.p == NULL)
+			continue;
+		if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0)
+			(void)identity_add(id, IDENTITY_CN,
+			    (const char *)n->val.p, n->val.len);
+		else if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_ORG_UNIT, &n->oid) == 0)
+			(void)identity_add(id, IDENTITY_OU,
+			    (const char *)n->val.p, n->val.len);
+	}
+	/* mbedTLS parses every SAN type we match on (DNS, URI, email). */
+	for (san = &crt->subject_alt_names; san != NULL && san->buf.p != NULL;
+	    san = san->next) {
+		mbedtls_x509_subject_alternative_name name;
+		enum identity_kind kind;
+
+		if (mbedtls_x509_parse_subject_alt_name(&san->buf, &name) != 0)
+			continue;
+		switch (name.type) {
+		case MBEDTLS_X509_SAN_DNS_NAME:
+			kind = IDENTITY_DNS;
+			break;
+		case MBEDTLS_X509_SAN_UNIFORM_RESOURCE_IDENTIFIER:
+			kind = IDENTITY_URI;
+			break;
+		case MBEDTLS_X509_SAN_RFC822_NAME:
+			kind = IDENTITY_EMAIL;
+			break;
+		default:
+			mbedtls_x509_free_subject_alt_name(&name);
+			continue;
+		}
+		(void)identity_add(id, kind,
+		    (const char *)name.san.unstructured_name.p,
+		    name.san.unstructured_name.len);
+		mbedtls_x509_free_subject_alt_name(&name);
+	}
+	if (mbedtls_sha256(crt->pk_raw.p, crt->pk_raw.len, id->spki_sha256,
+	    0) == 0)
+		id->has_spki = true;
+}
+
+/* Append ${v} as a JSON string (with quotes) at ${buf}+${*off}. */
+static void
+json_str(char *buf, size_t len, size_t *off, const char *v)
+{
+	const unsigned char *p;
+
+	if (*off + 2 >= len)
+		return;
+	buf[(*off)++] = '"';
+	for (p = (const unsigned char *)v; *p != '\0' && *off + 8 < len; p++) {
+		if (*p == '"' || *p == '\\') {
+			buf[(*off)++] = '\\';
+			buf[(*off)++] = (char)*p;
+		} else if (*p < 0x20 || *p >= 0x7f)
+			*off += (size_t)snprintf(buf + *off, len - *off,
+			    "\\u%04x", *p);
+		else
+			buf[(*off)++] = (char)*p;
+	}
+	buf[(*off)++] = '"';
+	buf[*off] = '\0';
+}
+
+static void
+json_raw(char *buf, size_t len, size_t *off, const char *v)
+{
+	int w = snprintf(buf + *off, len - *off, "%s", v);
+
+	if (w > 0)
+		*off = *off + (size_t)w < len ? *off + (size_t)w : len - 1;
+}
+
+static void
+json_list(char *buf, size_t len, size_t *off, const char *key,
+    char *const *v, size_t n)
+{
+	size_t i;
+
+	json_raw(buf, len, off, ",");
+	json_str(buf, len, off, key);
+	json_raw(buf, len, off, ":[");
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			json_raw(buf, len, off, ",");
+		json_str(buf, len, off, v[i]);
+	}
+	json_raw(buf, len, off, "]");
+}
+
+size_t
+tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
+    char *buf, size_t len)
+{
+	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	char subject[512], serial[128], when[40];
+	size_t off = 0;
+
+	if (len < 64)
+		return 0;
+	tlssess_peer_subject(s, subject, sizeof(subject));
+	json_raw(buf, len, &off, "{\"verified\":");
+	json_raw(buf, len, &off, crt != NULL ? "true" : "false");
+	json_raw(buf, len, &off, ",\"subject\":");
+	json_str(buf, len, &off, subject);
+	json_list(buf, len, &off, "cn", id->cn, id->ncn);
+	json_list(buf, len, &off, "ou", id->ou, id->nou);
+	json_list(buf, len, &off, "dns", id->dns, id->ndns);
+	json_list(buf, len, &off, "uri", id->uri, id->nuri);
+	json_list(buf, len, &off, "email", id->email, id->nemail);
+	if (crt != NULL) {
+		char issuer[512];
+
+		if (mbedtls_x509_serial_gets(serial, sizeof(serial),
+		    &crt->serial) < 0)
+			serial[0] = '\0';
+		tlssess_dn(&crt->issuer, issuer, sizeof(issuer));
+		snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02dZ",
+		    crt->valid_to.year, crt->valid_to.mon, crt->valid_to.day,
+		    crt->valid_to.hour, crt->valid_to.min, crt->valid_to.sec);
+		json_raw(buf, len, &off, ",\"issuer\":");
+		json_str(buf, len, &off, issuer);
+		json_raw(buf, len, &off, ",\"serial\":");
+		json_str(buf, len, &off, serial);
+		json_raw(buf, len, &off, ",\"not_after\":");
+		json_str(buf, len, &off, when);
+	}
+	if (id->has_spki) {
+		static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
+		    "klmnopqrstuvwxyz0123456789+/";
+		char spki[48];
+		size_t i, k = 0;
+
+		for (i = 0; i + 3 <= 30; i += 3) {
+			uint32_t v = (uint32_t)id->spki_sha256[i] << 16 |
+			    (uint32_t)id->spki_sha256[i + 1] << 8 |
+			    id->spki_sha256[i + 2];
+
+			spki[k++] = b64[v >> 18 & 63];
+			spki[k++] = b64[v >> 12 & 63];
+			spki[k++] = b64[v >> 6 & 63];
+			spki[k++] = b64[v & 63];
+		}
+		{	/* the last 2 bytes: 3 characters and one '=' */
+			uint32_t v = (uint32_t)id->spki_sha256[30] << 16 |
+			    (uint32_t)id->spki_sha256[31] << 8;
+
+			spki[k++] = b64[v >> 18 & 63];
+			spki[k++] = b64[v >> 12 & 63];
+			spki[k++] = b64[v >> 6 & 63];
+			spki[k++] = '=';
+		}
+		spki[k] = '\0';
+		json_raw(buf, len, &off, ",\"spki_sha256\":");
+		json_str(buf, len, &off, spki);
+	}
+	json_raw(buf, len, &off, ",\"tls_version\":");
+	json_str(buf, len, &off, tlssess_version(s));
+	json_raw(buf, len, &off, ",\"cipher\":");
+	json_str(buf, len, &off, tlssess_cipher(s));
+	json_raw(buf, len, &off, ",\"resumed\":");
+	json_raw(buf, len, &off, tlssess_resumed(s) ? "true" : "false");
+	json_raw(buf, len, &off, "}\n");
+	return off;
+}
+
+int
+tlssess_resumed(const struct tlssess *s)
+{
+	return s->resumed;
+}
+
+void
+tlssess_deny(struct tlssess *s, const char *token)
+{
+	unsigned char alert = strncmp(token, "cert-", 5) == 0 ?
+	    MBEDTLS_SSL_ALERT_MSG_BAD_CERT : MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED;
+
+	(void)mbedtls_ssl_send_alert_message(&s->ssl,
+	    MBEDTLS_SSL_ALERT_LEVEL_FATAL, alert);
 }

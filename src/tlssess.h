@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct identity;
 struct tlsctx;
 struct tlssess;
 
@@ -137,5 +138,50 @@ void tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len);
  * if none.
  */
 void tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len);
+
+/**
+ * tlssess_deny(s, token):
+ * Tell a client refused after its handshake why, as well as TLS can: a
+ * fatal access_denied alert (bad_certificate for a certificate problem).
+ */
+void tlssess_deny(struct tlssess *s, const char *token);
+
+/**
+ * tlssess_client_verified(s, r):
+ * After a handshake with verify_client = "optional": 1 if the client's
+ * certificate verified, 0 if it sent none, -1 if it sent one that does not
+ * verify (${r} says why; refuse the client).
+ */
+int tlssess_client_verified(const struct tlssess *s, struct tls_refusal *r);
+
+/**
+ * tlssess_crl_stale(s):
+ * True if verification consulted a CRL past its nextUpdate (admitted only
+ * because tls.crl_stale = "warn").
+ */
+int tlssess_crl_stale(const struct tlssess *s);
+
+/**
+ * tlssess_peer_identity(s, id):
+ * Fill ${id} with the verified client certificate's names (CN, OU, SAN
+ * DNS/URI/email) and SPKI hash; empty if there is no certificate.  Free
+ * with identity_clear().
+ */
+void tlssess_peer_identity(const struct tlssess *s, struct identity *id);
+
+/**
+ * tlssess_resumed(s):
+ * True if this session was resumed from a ticket.
+ */
+int tlssess_resumed(const struct tlssess *s);
+
+/**
+ * tlssess_whoami_json(s, id, buf, len):
+ * One JSON line (ending in \n) describing the client: subject, names,
+ * issuer, serial, not_after, SPKI hash, TLS version, cipher, resumed.
+ * Returns its length (0 if ${len} is too small to be useful).
+ */
+size_t tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
+    char *buf, size_t len);
 
 #endif

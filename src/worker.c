@@ -286,8 +286,8 @@ setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
 	for (i = 0; i < w->nls; i++) {
 		w->ls[i].kind = EV_LISTENER;
 		w->ls[i].fd = a->listeners[i].fd;
-		w->ls[i].cl.cfg = a->listeners[i].cfg;
-		w->ls[i].cl.tls = a->listeners[i].tls;
+		conn_listener_init(&w->ls[i].cl, a->listeners[i].cfg,
+		    a->listeners[i].tls);
 		if (listener_register(w, &w->ls[i]) != 0)
 			goto epoll_fail;
 	}
