@@ -17,6 +17,8 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/version.h>
 #include <psa/crypto.h>
+#include <mbedtls/sha256.h>
+#include <errno.h>
 
 #if !defined(MBEDTLS_VERSION_NUMBER) || MBEDTLS_VERSION_NUMBER < 0x03060000
 #error "tls-echod needs mbedTLS 3.6 or later (see scripts/build-mbedtls.sh)"
@@ -99,6 +101,12 @@ rng_seed(const char *who, char *err, size_t errlen)
 	}
 	rng_ready = 1;
 	return 0;
+}
+
+int
+tlsctx_random(unsigned char *buf, size_t len)
+{
+	return mbedtls_ctr_drbg_random(&drbg, buf, len);
 }
 
 int
@@ -482,6 +490,53 @@ load_crls(const struct cfg *c, const struct cfg_listener *li,
 	return 0;
 }
 
+/*
+ * The ticket secret: from ticket_key_file (hashed: any format, at least 32
+ * bytes, so `openssl rand -base64 48` will do), else fresh random bytes,
+ * so a reload rotates it.  Shared by every worker through fork.
+ */
+static int
+setup_tickets(const struct cfg *c, const struct cfg_listener *li,
+    struct tlsctx *t, char *err, size_t errlen)
+{
+	if (li->resumption == CFG_RESUME_OFF)
+		return 0;
+	t->tickets = 1;
+	t->ticket_lifetime = c->ticket_lifetime_s;
+	snprintf(t->ticket_label, sizeof(t->ticket_label),
+	    "tls-echod ticket %s", li->name);
+	if (c->ticket_key_file.path != NULL) {
+		unsigned char buf[4096];
+		size_t n;
+		FILE *f = fopen(c->ticket_key_file.path, "re");
+
+		if (f == NULL) {
+			fail(c, &c->ticket_key_file, err, errlen, "cannot read "
+			    "\"%s\": %s", c->ticket_key_file.path,
+			    strerror(errno));
+			return -1;
+		}
+		n = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		if (n < 32) {
+			mbedtls_platform_zeroize(buf, sizeof(buf));
+			fail(c, &c->ticket_key_file, err, errlen, "\"%s\" holds "
+			    "%zu bytes; a ticket key needs at least 32 random "
+			    "bytes (openssl rand -base64 48 > FILE)",
+			    c->ticket_key_file.path, n);
+			return -1;
+		}
+		(void)mbedtls_sha256(buf, n, t->ticket_secret, 0);
+		mbedtls_platform_zeroize(buf, sizeof(buf));
+		return 0;
+	}
+	if (tlsctx_random(t->ticket_secret, sizeof(t->ticket_secret)) != 0) {
+		snprintf(err, errlen, "cannot make a ticket key");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 setup_conf(struct tlsctx *t, const struct cfg_listener *li, char *err,
     size_t errlen)
@@ -524,6 +579,17 @@ setup_conf(struct tlsctx *t, const struct cfg_listener *li, char *err,
 	ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, &t->key);
 	if (ret != 0)
 		goto fail;
+	if (t->tickets) {
+		/* Forward-secret resumption unless psk_ke is asked for. */
+		mbedtls_ssl_conf_tls13_key_exchange_modes(&t->conf,
+		    MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL |
+		    MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL |
+		    (li->resumption == CFG_RESUME_PSK_KE ?
+		    MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK : 0));
+		mbedtls_ssl_conf_session_tickets_cb(&t->conf,
+		    tlssess_ticket_write, tlssess_ticket_parse, t);
+		mbedtls_ssl_conf_new_session_tickets(&t->conf, 1);
+	}
 	return 0;
 
 fail:
@@ -655,6 +721,7 @@ tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
 	    load_crls(c, li, t, err, errlen) != 0 ||
 	    setup_suites(li, t, err, errlen) != 0 ||
 	    setup_groups(li, t, err, errlen) != 0 ||
+	    setup_tickets(c, li, t, err, errlen) != 0 ||
 	    setup_conf(t, li, err, errlen) != 0)
 		goto err;
 	if (li->mode == CFG_MODE_RELAY && li->backend.tls &&

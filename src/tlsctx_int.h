@@ -24,6 +24,12 @@ struct tlsctx {
 	int verify_optional;
 	int *suites;            /* owned: configured ciphersuites, 0-ended */
 	uint16_t *groups;       /* owned: configured groups, 0-ended */
+	/* Session tickets: keys derived from this secret and the time, so
+	 * every worker (and, with ticket_key_file, every host) agrees. */
+	int tickets;            /* resumption on */
+	uint8_t ticket_secret[32]; /* wiped with the context */
+	unsigned ticket_lifetime;  /* seconds: one key period */
+	char ticket_label[80];     /* "tls-echod ticket <listener>" */
 	/* Relay to a TLS backend: our client side, when configured. */
 	int has_backend;
 	mbedtls_ssl_config bconf;
@@ -33,5 +39,15 @@ struct tlsctx {
 	char *bname;            /* name the backend certificate must hold */
 	char *bca_path;
 };
+
+/* tlsctx.c: random bytes from this process's generator. */
+int tlsctx_random(unsigned char *buf, size_t len);
+
+/* tlssess.c: the ticket callbacks tlsctx installs (p_ticket: tlsctx). */
+int tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
+    unsigned char *start, const unsigned char *end, size_t *tlen,
+    uint32_t *lifetime);
+int tlssess_ticket_parse(void *p_ticket, mbedtls_ssl_session *session,
+    unsigned char *buf, size_t len);
 
 #endif

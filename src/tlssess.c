@@ -15,6 +15,9 @@
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/sha256.h>
+#include <mbedtls/gcm.h>
+#include <mbedtls/md.h>
+#include <time.h>
 #include <mbedtls/platform_util.h>
 
 struct tlssess {
@@ -30,6 +33,11 @@ struct tlssess {
 	int leaf_seen;
 	int depth_exceeded;    /* longer chain than verify_depth allows */
 	int resumed;           /* the handshake used one of our tickets */
+	mbedtls_x509_crt *resumed_crt; /* the client's certificate, from the
+	                                  ticket (TLS 1.3 sessions lack it) */
+	unsigned char *leaf_der; /* the client's certificate as it came, for
+	                            the tickets we issue (tickets on only) */
+	size_t leaf_len;
 	int crl_stale;         /* a CRL past its nextUpdate was consulted */
 	int leaf_issuer_known; /* issuer DN equals one of our CAs' subjects */
 	char leaf_subject[512];
@@ -37,6 +45,25 @@ struct tlssess {
 	char leaf_from[32];
 	char leaf_to[32];
 };
+
+/*
+ * The session mbedTLS is working on right now.  Ticket callbacks get only
+ * an mbedtls_ssl_session; they find the connection's certificate here.
+ * Workers are single-threaded and every mbedTLS call on a session goes
+ * through tlssess_handshake/read/write, which set it.
+ */
+static struct tlssess *current;
+
+/* The verified client certificate: from the handshake, or from our ticket. */
+static const mbedtls_x509_crt *
+tlssess_peer_crt(const struct tlssess *s)
+{
+	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+
+	if (crt == NULL && s->resumed_crt != NULL)
+		crt = s->resumed_crt;
+	return crt;
+}
 
 static int
 sess_send(void *p, const unsigned char *buf, size_t len)
@@ -120,6 +147,11 @@ sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 	if (depth != 0)
 		return 0;
 	s->leaf_seen = 1;
+	if (s->ctx->tickets && s->leaf_der == NULL &&
+	    (s->leaf_der = malloc(crt->raw.len)) != NULL) {
+		memcpy(s->leaf_der, crt->raw.p, crt->raw.len);
+		s->leaf_len = crt->raw.len;
+	}
 	tlssess_dn(&crt->subject, s->leaf_subject, sizeof(s->leaf_subject));
 	tlssess_dn(&crt->issuer, s->leaf_issuer, sizeof(s->leaf_issuer));
 	x509_time_str(&crt->valid_from, s->leaf_from, sizeof(s->leaf_from));
@@ -228,6 +260,13 @@ tlssess_free(struct tlssess *s)
 	if (s == NULL)
 		return;
 	mbedtls_ssl_free(&s->ssl); /* zeroizes session keys */
+	if (s->resumed_crt != NULL) {
+		mbedtls_x509_crt_free(s->resumed_crt);
+		free(s->resumed_crt);
+	}
+	free(s->leaf_der);
+	if (current == s)
+		current = NULL;
 	mbedtls_platform_zeroize(s, sizeof(*s));
 	free(s);
 }
@@ -253,8 +292,11 @@ io_result(struct tlssess *s, int ret)
 enum tls_io
 tlssess_handshake(struct tlssess *s)
 {
-	int ret = mbedtls_ssl_handshake(&s->ssl);
+	int ret;
 
+	current = s;
+	ret = mbedtls_ssl_handshake(&s->ssl);
+	current = NULL;
 	if (ret == 0)
 		return TLS_IO_OK;
 	if (ret == MBEDTLS_ERR_SSL_CONN_EOF ||
@@ -278,7 +320,11 @@ tlssess_handshake(struct tlssess *s)
 enum tls_io
 tlssess_read(struct tlssess *s, void *buf, size_t len, size_t *ret_n)
 {
-	int ret = mbedtls_ssl_read(&s->ssl, buf, len);
+	int ret;
+
+	current = s;
+	ret = mbedtls_ssl_read(&s->ssl, buf, len);
+	current = NULL;
 
 	if (ret > 0) {
 		*ret_n = (size_t)ret;
@@ -292,7 +338,11 @@ tlssess_read(struct tlssess *s, void *buf, size_t len, size_t *ret_n)
 enum tls_io
 tlssess_write(struct tlssess *s, const void *buf, size_t len, size_t *ret_n)
 {
-	int ret = mbedtls_ssl_write(&s->ssl, buf, len);
+	int ret;
+
+	current = s;
+	ret = mbedtls_ssl_write(&s->ssl, buf, len);
+	current = NULL;
 
 	if (ret > 0) {
 		*ret_n = (size_t)ret;
@@ -535,7 +585,7 @@ tlssess_cipher(const struct tlssess *s)
 void
 tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len)
 {
-	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	const mbedtls_x509_crt *crt = tlssess_peer_crt(s);
 
 	buf[0] = '\0';
 	if (crt != NULL)
@@ -545,7 +595,7 @@ tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len)
 void
 tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len)
 {
-	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	const mbedtls_x509_crt *crt = tlssess_peer_crt(s);
 	const mbedtls_x509_name *n;
 
 	buf[0] = '\0';
@@ -564,7 +614,7 @@ tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len)
 void
 tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len)
 {
-	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	const mbedtls_x509_crt *crt = tlssess_peer_crt(s);
 	const mbedtls_x509_sequence *san;
 
 	buf[0] = '\0';
@@ -594,6 +644,9 @@ tlssess_client_verified(const struct tlssess *s, struct tls_refusal *r)
 {
 	uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
 
+	/* Resumed: verified when the ticket was made, re-checked when read. */
+	if (s->resumed)
+		return s->resumed_crt != NULL || flags == 0 ? 1 : 0;
 	if (flags == 0)
 		return 1;
 	if (flags == MBEDTLS_X509_BADCERT_MISSING)
@@ -618,7 +671,12 @@ tlssess_crl_stale(const struct tlssess *s)
 void
 tlssess_peer_identity(const struct tlssess *s, struct identity *id)
 {
-	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	tlssess_crt_identity(tlssess_peer_crt(s), id);
+}
+
+void
+tlssess_crt_identity(const struct mbedtls_x509_crt *crt, struct identity *id)
+{
 	const mbedtls_x509_name *n;
 	const mbedtls_x509_sequence *san;
 
@@ -720,7 +778,7 @@ size_t
 tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
     char *buf, size_t len)
 {
-	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+	const mbedtls_x509_crt *crt = tlssess_peer_crt(s);
 	char subject[512], serial[128], when[40];
 	size_t off = 0;
 
@@ -806,4 +864,175 @@ tlssess_deny(struct tlssess *s, const char *token)
 
 	(void)mbedtls_ssl_send_alert_message(&s->ssl,
 	    MBEDTLS_SSL_ALERT_LEVEL_FATAL, alert);
+}
+
+/*
+ * Session tickets.  A ticket is
+ *   version (1) | period (4) | nonce (12) | AES-256-GCM(state) | tag (16)
+ * where state = len (2) | mbedtls session | len (2) | client certificate,
+ * and the key of a period is HMAC-SHA256(secret, label | period): every
+ * worker derives the same keys with no coordination, a ticket is accepted
+ * in the period it was made and the next, and the certificate travels
+ * with the session (TLS 1.3 sessions in mbedTLS 3.6 drop it), so a resumed
+ * client is checked like a new one.
+ */
+#define TICKET_VERSION 1
+#define TICKET_HDR (1 + 4 + 12)
+#define TICKET_TAG 16
+
+static uint32_t
+ticket_period(const struct tlsctx *t)
+{
+	return (uint32_t)((uint64_t)time(NULL) / t->ticket_lifetime);
+}
+
+static int
+ticket_key(const struct tlsctx *t, uint32_t period, unsigned char key[32])
+{
+	unsigned char msg[96];
+	size_t n = strlen(t->ticket_label);
+
+	memcpy(msg, t->ticket_label, n);
+	msg[n] = (unsigned char)(period >> 24);
+	msg[n + 1] = (unsigned char)(period >> 16);
+	msg[n + 2] = (unsigned char)(period >> 8);
+	msg[n + 3] = (unsigned char)period;
+	return mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+	    t->ticket_secret, sizeof(t->ticket_secret), msg, n + 4, key);
+}
+
+static int
+ticket_gcm(const struct tlsctx *t, uint32_t period, int encrypt,
+    const unsigned char *hdr, unsigned char *data, size_t len,
+    unsigned char *tag)
+{
+	unsigned char key[32];
+	mbedtls_gcm_context gcm;
+	int ret;
+
+	if (ticket_key(t, period, key) != 0)
+		return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+	mbedtls_gcm_init(&gcm);
+	ret = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, 256);
+	if (ret == 0 && encrypt)
+		ret = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, len,
+		    hdr + 5, 12, hdr, TICKET_HDR, data, data, TICKET_TAG, tag);
+	else if (ret == 0)
+		ret = mbedtls_gcm_auth_decrypt(&gcm, len, hdr + 5, 12, hdr,
+		    TICKET_HDR, tag, TICKET_TAG, data, data);
+	mbedtls_gcm_free(&gcm);
+	mbedtls_platform_zeroize(key, sizeof(key));
+	return ret;
+}
+
+int
+tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
+    unsigned char *start, const unsigned char *end, size_t *tlen,
+    uint32_t *lifetime)
+{
+	const struct tlsctx *t = p_ticket;
+	struct tlssess *s = current;
+	const unsigned char *leaf = NULL;
+	size_t leaf_len = 0, slen = 0, room, plen;
+	unsigned char *p = start + TICKET_HDR;
+	uint32_t period = ticket_period(t);
+	int ret;
+
+	if (s != NULL && s->leaf_der != NULL) {
+		leaf = s->leaf_der;
+		leaf_len = s->leaf_len;
+	} else if (s != NULL && s->resumed_crt != NULL) {
+		leaf = s->resumed_crt->raw.p;
+		leaf_len = s->resumed_crt->raw.len;
+	}
+	/* No certificate to carry (optional verification without one):
+	 * still a ticket; the resumed client is unauthenticated again. */
+	if ((size_t)(end - start) < TICKET_HDR + 4 + leaf_len + TICKET_TAG ||
+	    leaf_len > 0xffff)
+		return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
+	room = (size_t)(end - start) - TICKET_HDR - 4 - leaf_len - TICKET_TAG;
+	ret = mbedtls_ssl_session_save(session, p + 2, room, &slen);
+	if (ret != 0)
+		return ret;
+	if (slen > 0xffff)
+		return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
+	p[0] = (unsigned char)(slen >> 8);
+	p[1] = (unsigned char)slen;
+	p[2 + slen] = (unsigned char)(leaf_len >> 8);
+	p[3 + slen] = (unsigned char)leaf_len;
+	if (leaf_len > 0)
+		memcpy(p + 4 + slen, leaf, leaf_len);
+	plen = 4 + slen + leaf_len;
+	start[0] = TICKET_VERSION;
+	start[1] = (unsigned char)(period >> 24);
+	start[2] = (unsigned char)(period >> 16);
+	start[3] = (unsigned char)(period >> 8);
+	start[4] = (unsigned char)period;
+	if ((ret = tlsctx_random(start + 5, 12)) != 0 ||
+	    (ret = ticket_gcm(t, period, 1, start, p, plen, p + plen)) != 0)
+		return ret;
+	*tlen = TICKET_HDR + plen + TICKET_TAG;
+	*lifetime = t->ticket_lifetime;
+	return 0;
+}
+
+int
+tlssess_ticket_parse(void *p_ticket, mbedtls_ssl_session *session,
+    unsigned char *buf, size_t len)
+{
+	const struct tlsctx *t = p_ticket;
+	struct tlssess *s = current;
+	uint32_t period, now = ticket_period(t);
+	unsigned char *p = buf + TICKET_HDR;
+	size_t plen, slen, leaf_len;
+	mbedtls_x509_crt *crt = NULL;
+	int ret;
+
+	if (len < TICKET_HDR + 4 + TICKET_TAG || buf[0] != TICKET_VERSION)
+		return MBEDTLS_ERR_SSL_INVALID_MAC;
+	period = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
+	    (uint32_t)buf[3] << 8 | buf[4];
+	if (period != now && period + 1 != now)
+		return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+	plen = len - TICKET_HDR - TICKET_TAG;
+	if (ticket_gcm(t, period, 0, buf, p, plen, p + plen) != 0)
+		return MBEDTLS_ERR_SSL_INVALID_MAC;
+	slen = (size_t)p[0] << 8 | p[1];
+	if (slen + 4 > plen)
+		return MBEDTLS_ERR_SSL_INVALID_MAC;
+	leaf_len = (size_t)p[2 + slen] << 8 | p[3 + slen];
+	if (4 + slen + leaf_len != plen)
+		return MBEDTLS_ERR_SSL_INVALID_MAC;
+	if (leaf_len > 0) {
+		/* Resuming skips verification: redo what can change since
+		 * (expiry, revocation); the allow-list runs after the
+		 * handshake as for everyone. */
+		if ((crt = malloc(sizeof(*crt))) == NULL)
+			return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+		mbedtls_x509_crt_init(crt);
+		if (mbedtls_x509_crt_parse_der(crt, p + 4 + slen, leaf_len) != 0 ||
+		    mbedtls_x509_time_is_past(&crt->valid_to) ||
+		    (t->has_crl && mbedtls_x509_crt_is_revoked(crt, &t->crl))) {
+			ret = MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+			goto err;
+		}
+	}
+	if ((ret = mbedtls_ssl_session_load(session, p + 2, slen)) != 0)
+		goto err;
+	if (s != NULL) {
+		if (s->resumed_crt != NULL) {
+			mbedtls_x509_crt_free(s->resumed_crt);
+			free(s->resumed_crt);
+		}
+		s->resumed_crt = crt; /* ownership moves to the session */
+		crt = NULL;
+		s->resumed = 1;
+	}
+err:
+	if (crt != NULL) {
+		mbedtls_x509_crt_free(crt);
+		free(crt);
+	}
+	mbedtls_platform_zeroize(p, plen);
+	return ret;
 }

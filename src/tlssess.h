@@ -169,6 +169,16 @@ int tlssess_crl_stale(const struct tlssess *s);
  */
 void tlssess_peer_identity(const struct tlssess *s, struct identity *id);
 
+struct mbedtls_x509_crt;
+
+/**
+ * tlssess_crt_identity(crt, id):
+ * The names of certificate ${crt} (NULL: none), as tlssess_peer_identity
+ * gives them; exported for the fuzz driver of this SAN walk.
+ */
+void tlssess_crt_identity(const struct mbedtls_x509_crt *crt,
+    struct identity *id);
+
 /**
  * tlssess_resumed(s):
  * True if this session was resumed from a ticket.
