@@ -117,7 +117,13 @@ TEST_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(ALL_CFLAGS)) \
 	$(shell pkg-config --cflags check) -Isrc
 
 TEST_BINS := $(TESTDIR)/check_config $(TESTDIR)/check_proxy \
-	$(TESTDIR)/check_daemon $(TESTDIR)/check_relay $(TESTDIR)/check_lifecycle
+	$(TESTDIR)/check_daemon $(TESTDIR)/check_relay $(TESTDIR)/check_lifecycle \
+	$(TESTDIR)/check_resume
+
+$(TESTDIR)/check_resume: test/check_resume.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_resume.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
 $(TESTDIR)/check_relay: test/check_relay.c test/harness.c test/harness.h
 	@mkdir -p $(@D)

@@ -1389,7 +1389,8 @@ h_tls_connect(struct h_tls *c, int port, const struct h_tls_opts *o)
 	h_peer_tag(c->fd, c->peer_tag, sizeof(c->peer_tag));
 	if ((c->ssl = SSL_new(c->ctx)) == NULL || !SSL_set_fd(c->ssl, c->fd) ||
 	    !SSL_set_tlsext_host_name(c->ssl, sni) ||
-	    !SSL_set1_host(c->ssl, "localhost")) {
+	    !SSL_set1_host(c->ssl, "localhost") ||
+	    (o->session != NULL && !SSL_set_session(c->ssl, o->session))) {
 		tls_fail(c, "SSL set-up", 0, 0, 0);
 		return -1;
 	}
@@ -1414,6 +1415,18 @@ h_tls_connect(struct h_tls *c, int port, const struct h_tls_opts *o)
 			return -1;
 		}
 	}
+}
+
+SSL_SESSION *
+h_tls_session(struct h_tls *c)
+{
+	return c->ssl != NULL ? SSL_get1_session(c->ssl) : NULL;
+}
+
+bool
+h_tls_reused(const struct h_tls *c)
+{
+	return c->ssl != NULL && SSL_session_reused(c->ssl) == 1;
 }
 
 void

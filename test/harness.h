@@ -325,6 +325,7 @@ struct h_tls_opts {
 	int security_level;
 	int sndbuf, rcvbuf; /* socket buffer sizes before connect; 0: default */
 	int timeout_ms;     /* for the TCP connect and the handshake; 0: 5000 */
+	SSL_SESSION *session; /* offer to resume this session; NULL: none */
 };
 
 struct h_tls {
@@ -344,6 +345,19 @@ struct h_tls {
  * certificate shows up only later: see h_tls_refused().
  */
 int h_tls_connect(struct h_tls *c, int port, const struct h_tls_opts *o);
+
+/**
+ * h_tls_session(c):
+ * The session to resume later (after a round-trip, for TLS 1.3 tickets
+ * arrive after the handshake); free with SSL_SESSION_free.  NULL if none.
+ */
+SSL_SESSION *h_tls_session(struct h_tls *c);
+
+/**
+ * h_tls_reused(c):
+ * True if the handshake resumed the offered session.
+ */
+bool h_tls_reused(const struct h_tls *c);
 
 /**
  * h_tls_close(c):
