@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@ enum conn_state {
 	CONN_HANDSHAKE,   /* until the client is verified */
 	CONN_ECHO,        /* banner, then bytes back as they come */
 	CONN_CONNECTING,  /* relay: TCP connect to the backend */
+	CONN_PROXY,       /* relay: PROXY header, in the clear, before TLS */
 	CONN_BACKEND_TLS, /* relay: TLS handshake with the backend */
 	CONN_RELAY,       /* relay: bytes both ways */
 	CONN_CLOSING,     /* sending close_notify to the client */
@@ -375,8 +378,11 @@ begin_closing(struct conn_set *set, struct conn *c, uint64_t now_ms,
 	c->deadline_ms = now_ms + CLOSE_MS;
 }
 
+static void enter_refused(struct conn_set *set, struct conn *c,
+    uint64_t now_ms);
+
 static void
-step_closing(struct conn_set *set, struct conn *c)
+step_closing(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
 	enum tls_io r = ep_shutdown(&c->client);
 
@@ -385,6 +391,12 @@ step_closing(struct conn_set *set, struct conn *c)
 		want(&c->client, r);
 		if (arm_wants(set, &c->client) == 0)
 			return;
+	}
+	if (r == TLS_IO_OK) {
+		/* Read off what the client still sends before closing, or
+		 * the kernel's reset may destroy our close_notify. */
+		enter_refused(set, c, now_ms);
+		return;
 	}
 	c->state = CONN_DONE;
 }
@@ -536,8 +548,9 @@ update_deadline(struct conn *c)
 	size_t i;
 	bool half = false;
 
+	/* Half-closed: a direction ended, or its sink is gone. */
 	for (i = 0; i < c->ndirs; i++)
-		half |= c->dirs[i].shut;
+		half |= c->dirs[i].shut || c->dirs[i].eof || c->dirs[i].drop;
 	if (half && c->ndirs > 1)
 		c->deadline_ms = c->last_ms + lc->linger_timeout_ms;
 	else if (lc->idle_timeout_ms > 0)
@@ -655,7 +668,6 @@ enter_relay(struct conn *c, uint64_t now_ms)
 	c->dirs[0].dst = &c->backend;
 	c->dirs[1].src = &c->backend;
 	c->dirs[1].dst = &c->client;
-	queue_proxy_header(c);
 }
 
 static void
@@ -724,6 +736,20 @@ step_backend_tls(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	backend_failed(set, c, now_ms, "backend-tls", why);
 }
 
+static void step_proxy(struct conn_set *set, struct conn *c, uint64_t now_ms);
+
+/* Notice a peer that vanished without a word, even with idle_timeout 0. */
+static void
+set_keepalive(int fd)
+{
+	int one = 1, idle = 60, intvl = 10, cnt = 6;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 static void
 step_connecting(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
@@ -736,6 +762,39 @@ step_connecting(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		    "backend-refused" : "backend-unreachable", strerror(e));
 		return;
 	}
+	set_keepalive(c->backend.fd);
+	queue_proxy_header(c);
+	c->state = CONN_PROXY;
+	step_proxy(set, c, now_ms);
+}
+
+/*
+ * The PROXY header goes first on the backend's TCP stream, in the clear
+ * even when TLS follows: that is where HAProxy, nginx and stunnel read it.
+ */
+static void
+step_proxy(struct conn_set *set, struct conn *c, uint64_t now_ms)
+{
+	struct dir *up = &c->dirs[0];
+
+	while (up->off < up->len) {
+		ssize_t n = send(c->backend.fd, up->buf + up->off,
+		    up->len - up->off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EAGAIN) {
+			if (arm(set, &c->backend, EPOLLOUT) != 0)
+				finish(c, now_ms, "io-error", "epoll failed");
+			return;
+		}
+		if (n < 0) {
+			backend_failed(set, c, now_ms, "backend-error",
+			    strerror(errno));
+			return;
+		}
+		up->off += (size_t)n;
+		up->written += (size_t)n;
+	}
+	up->off = up->len = 0;
 	if (c->l->cfg->backend.tls) {
 		c->backend.tls = tlssess_new_client(c->l->tls, c->backend.fd);
 		if (c->backend.tls == NULL) {
@@ -887,6 +946,9 @@ step(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	case CONN_CONNECTING:
 		step_connecting(set, c, now_ms);
 		break;
+	case CONN_PROXY:
+		step_proxy(set, c, now_ms);
+		break;
 	case CONN_BACKEND_TLS:
 		step_backend_tls(set, c, now_ms);
 		break;
@@ -902,7 +964,7 @@ step(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		break;
 	}
 	if (c->state == CONN_CLOSING)
-		step_closing(set, c);
+		step_closing(set, c, now_ms);
 	if (c->state == CONN_DONE)
 		conn_free(set, c);
 }
@@ -924,6 +986,7 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	c->l = l;
 	c->start_ms = c->last_ms = now_ms;
 	c->deadline_ms = now_ms + l->cfg->handshake_timeout_ms;
+	set_keepalive(fd);
 	if (peerlen <= sizeof(c->peer_sa)) {
 		memcpy(&c->peer_sa, peer, peerlen);
 		c->peer_len = peerlen;
@@ -967,7 +1030,7 @@ conn_event(struct conn_set *set, void *cookie, uint32_t events,
 	if (s->c->state == CONN_DONE)
 		return; /* finished earlier in this batch, via its other socket */
 	if (s->c->state == CONN_CLOSING) {
-		step_closing(set, s->c);
+		step_closing(set, s->c, now_ms);
 		if (s->c->state == CONN_DONE)
 			conn_free(set, s->c);
 		return;
@@ -993,10 +1056,11 @@ expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		c->state = CONN_DONE;
 		break;
 	case CONN_CONNECTING:
+	case CONN_PROXY:
 	case CONN_BACKEND_TLS:
 		snprintf(words, sizeof(words), "no %s within %.1f s",
-		    c->state == CONN_CONNECTING ? "connection" :
-		    "TLS handshake", c->l->cfg->backend.connect_timeout_ms /
+		    c->state == CONN_BACKEND_TLS ? "TLS handshake" :
+		    "connection", c->l->cfg->backend.connect_timeout_ms /
 		    1000.0);
 		backend_failed(set, c, now_ms, "backend-timeout", words);
 		break;
@@ -1020,7 +1084,7 @@ expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	}
 	/* One try at close_notify: the peer already had its time. */
 	if (c->state == CONN_CLOSING)
-		step_closing(set, c);
+		step_closing(set, c, now_ms);
 	conn_free(set, c);
 }
 
@@ -1052,12 +1116,13 @@ conn_set_close_all(struct conn_set *set, const char *reason, uint64_t now_ms)
 			log_refusal(c, now_ms, &why);
 			break;
 		case CONN_CONNECTING:
+		case CONN_PROXY:
 		case CONN_BACKEND_TLS:
 		case CONN_ECHO:
 		case CONN_RELAY:
 			begin_closing(set, c, now_ms, reason,
 			    "server shutting down");
-			step_closing(set, c);
+			step_closing(set, c, now_ms);
 			break;
 		case CONN_CLOSING:
 		case CONN_REFUSED:

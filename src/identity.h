@@ -80,6 +80,13 @@ bool identity_match(const struct identity_allow *a, const struct identity *id,
     char *rule, size_t rulelen);
 
 /**
+ * identity_utf8_ok(s, len):
+ * True if ${s} is well-formed UTF-8 (no overlongs, surrogates or code points
+ * past U+10FFFF) without NUL; then it may go out as text as it is.
+ */
+bool identity_utf8_ok(const char *s, size_t len);
+
+/**
  * identity_describe(id, buf, len):
  * "CN=a, OU=b, DNS=x, URI=y, email=z" for logs (truncated to ${len}).
  */

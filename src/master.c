@@ -34,6 +34,7 @@
 #define STABLE_MS 5000      /* a worker up this long resets the back-off */
 #define KILL_GRACE_MS 5000  /* after shutdown_timeout, before SIGKILL */
 #define MAX_OLD_GENS 3      /* draining generations kept; older are killed */
+#define CAP_GRACE_MS 2000   /* for a worker told to close all at once */
 
 /* One configuration in force: what its workers inherit. */
 struct gen {
@@ -75,6 +76,7 @@ struct master {
 	uint64_t next_watchdog_ms;
 	char status[512];
 	char nearest[200];    /* the nearest certificate expiry, for STATUS= */
+	uint32_t next_drain_ms; /* drain_timeout of the generation taking over */
 };
 
 static uint64_t
@@ -426,7 +428,7 @@ gen_new(struct cfg *c, const struct gen *prev, unsigned id, char *err,
 			goto err;
 	if (resolve_creds(c, &g->creds, err, errlen) != 0)
 		goto err;
-	if (pipe2(pfd, O_CLOEXEC) != 0) {
+	if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) != 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto err;
 	}
@@ -638,6 +640,16 @@ retire_current(struct master *m, uint64_t now)
 			m->capold = cap;
 		}
 	}
+	/* The old workers drain for the new configuration's drain_timeout;
+	 * then closing the pipe is the message. */
+	{
+		uint32_t drain_ms = m->next_drain_ms;
+
+		if (write(g->pipe_w, &drain_ms, sizeof(drain_ms)) !=
+		    (ssize_t)sizeof(drain_ms))
+			log_msg(LOG_WARNING, "cannot pass drain_timeout to "
+			    "generation %u: %s", g->id, strerror(errno));
+	}
 	for (i = 0; i < m->nslots; i++) {
 		if (m->nold == m->capold) {
 			ret = -1; /* untracked: still drains, reaped anyway */
@@ -646,7 +658,7 @@ retire_current(struct master *m, uint64_t now)
 		if (m->slots[i].pid == 0)
 			continue;
 		m->old[m->nold] = m->slots[i];
-		m->old[m->nold].kill_at_ms = now + g->cfg->drain_timeout_ms +
+		m->old[m->nold].kill_at_ms = now + m->next_drain_ms +
 		    KILL_GRACE_MS;
 		m->nold++;
 	}
@@ -681,10 +693,13 @@ cap_old(struct master *m)
 			return;
 		log_msg(LOG_WARNING, "more than %d generations draining: "
 		    "stopping generation %u now", MAX_OLD_GENS, oldest);
+		/* SIGUSR2: close every connection properly (close_notify, log
+		 * line) and exit; SIGKILL follows if that takes too long. */
 		for (i = 0; i < m->nold; i++)
 			if (!m->old[i].killed && m->old[i].gen == oldest) {
-				(void)kill(m->old[i].pid, SIGKILL);
+				(void)kill(m->old[i].pid, SIGUSR2);
 				m->old[i].killed = true;
+				m->old[i].kill_at_ms = now_ms() + CAP_GRACE_MS;
 			}
 	}
 }
@@ -728,6 +743,7 @@ reload(struct master *m, uint64_t now)
 		closed -= m->cur->ls[i].fd < 0;
 	/* Old workers stop accepting before the new ones start: meanwhile new
 	 * connections wait in the kept sockets' backlogs, none is refused. */
+	m->next_drain_ms = g->cfg->drain_timeout_ms;
 	if (retire_current(m, now) != 0) {
 		log_msg(LOG_ERR, "out of memory: generation %u drains "
 		    "without a drain_timeout", prev_id);
@@ -921,6 +937,7 @@ block_signals(struct master *m, char *err, size_t errlen)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2); /* workers use it; inherited blocked */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 ||
 	    (m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "signalfd: %s", strerror(errno));

@@ -18,6 +18,7 @@
 #include <mbedtls/version.h>
 #include <psa/crypto.h>
 #include <mbedtls/sha256.h>
+#include <mbedtls/md.h>
 #include <errno.h>
 
 #if !defined(MBEDTLS_VERSION_NUMBER) || MBEDTLS_VERSION_NUMBER < 0x03060000
@@ -447,45 +448,93 @@ setup_groups(const struct cfg_listener *li, struct tlsctx *t, char *err,
 	return 0;
 }
 
-/* CRLs must come from a CA of the listener, or they would never apply. */
+/*
+ * A CRL whose issuer is a CA of tls.ca must carry that CA's signature (or
+ * it would silently never apply); one from another issuer may belong to an
+ * intermediate that clients send, and is kept as it is.  Returns 0, or -1
+ * with ${why} set.
+ */
+static int
+check_crl(const mbedtls_x509_crl *crl, mbedtls_x509_crt *cas, char *why,
+    size_t whylen)
+{
+	mbedtls_x509_crt *ca;
+	int named = 0;
+
+	for (ca = cas; ca != NULL && ca->raw.len > 0; ca = ca->next) {
+		/* No public API verifies a CRL's signature alone in 3.6; these
+		 * fields are stable within the LTS. */
+		mbedtls_md_type_t mdt = crl->MBEDTLS_PRIVATE(sig_md);
+		const mbedtls_md_info_t *md = mbedtls_md_info_from_type(mdt);
+		unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+
+		if (ca->subject_raw.len != crl->issuer_raw.len ||
+		    memcmp(ca->subject_raw.p, crl->issuer_raw.p,
+		    crl->issuer_raw.len) != 0)
+			continue;
+		named = 1;
+		if (md == NULL || mbedtls_md(md, crl->tbs.p, crl->tbs.len,
+		    hash) != 0)
+			continue;
+		if (mbedtls_pk_verify_ext(crl->MBEDTLS_PRIVATE(sig_pk),
+		    crl->MBEDTLS_PRIVATE(sig_opts), &ca->pk,
+		    mdt, hash, mbedtls_md_get_size(md), crl->MBEDTLS_PRIVATE(sig).p,
+		    crl->MBEDTLS_PRIVATE(sig).len) == 0)
+			return 0;
+	}
+	if (named) {
+		char issuer[256];
+
+		if (mbedtls_x509_dn_gets(issuer, sizeof(issuer),
+		    &crl->issuer) < 0)
+			snprintf(issuer, sizeof(issuer), "?");
+		snprintf(why, whylen, "the CRL names \"%.120s\" as its issuer but "
+		    "that CA's key did not sign it (another CA with the same "
+		    "name, or tampering)", issuer);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 load_crls(const struct cfg *c, const struct cfg_listener *li,
     struct tlsctx *t, char *err, size_t errlen)
 {
-	const mbedtls_x509_crl *crl;
-	const mbedtls_x509_crt *ca;
-	char m[160];
+	char m[400];
 	size_t i;
 	int ret;
 
 	for (i = 0; i < li->ncrl; i++) {
-		ret = mbedtls_x509_crl_parse_file(&t->crl, li->crl[i].path);
+		mbedtls_x509_crl one;
+		const mbedtls_x509_crl *crl;
+
+		/* Alone first, so a problem names its file. */
+		mbedtls_x509_crl_init(&one);
+		ret = mbedtls_x509_crl_parse_file(&one, li->crl[i].path);
 		if (ret != 0) {
+			mbedtls_x509_crl_free(&one);
 			mbed_err(ret, m, sizeof(m));
 			fail(c, &li->crl[i], err, errlen, "\"%s\" is not a "
 			    "usable CRL (PEM or DER): %s", li->crl[i].path, m);
 			return -1;
 		}
-		t->has_crl = 1;
-	}
-	for (crl = t->has_crl ? &t->crl : NULL; crl != NULL &&
-	    crl->raw.len > 0; crl = crl->next) {
-		int known = 0;
-		char issuer[256];
-
-		for (ca = &t->ca; ca != NULL && ca->raw.len > 0; ca = ca->next)
-			known |= ca->subject_raw.len == crl->issuer_raw.len &&
-			    memcmp(ca->subject_raw.p, crl->issuer_raw.p,
-			    crl->issuer_raw.len) == 0;
-		if (!known) {
-			if (mbedtls_x509_dn_gets(issuer, sizeof(issuer),
-			    &crl->issuer) < 0)
-				snprintf(issuer, sizeof(issuer), "?");
-			fail(c, &li->crl[0], err, errlen, "a CRL issued by "
-			    "\"%s\" matches no CA in \"%s\": it would never "
-			    "apply", issuer, li->ca.path);
+		for (crl = &one; crl != NULL && crl->raw.len > 0;
+		    crl = crl->next)
+			if (check_crl(crl, &t->ca, m, sizeof(m)) != 0) {
+				mbedtls_x509_crl_free(&one);
+				fail(c, &li->crl[i], err, errlen, "\"%s\": %s",
+				    li->crl[i].path, m);
+				return -1;
+			}
+		mbedtls_x509_crl_free(&one);
+		if ((ret = mbedtls_x509_crl_parse_file(&t->crl,
+		    li->crl[i].path)) != 0) {
+			mbed_err(ret, m, sizeof(m));
+			fail(c, &li->crl[i], err, errlen, "\"%s\": %s",
+			    li->crl[i].path, m);
 			return -1;
 		}
+		t->has_crl = 1;
 	}
 	return 0;
 }

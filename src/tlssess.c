@@ -6,6 +6,7 @@
 #include "identity.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ struct tlssess {
 	int leaf_seen;
 	int depth_exceeded;    /* longer chain than verify_depth allows */
 	int resumed;           /* the handshake used one of our tickets */
+	int write_pending;     /* a record waits in mbedTLS's output buffer */
+	int notified;          /* our close_notify is out */
 	mbedtls_x509_crt *resumed_crt; /* the client's certificate, from the
 	                                  ticket (TLS 1.3 sessions lack it) */
 	unsigned char *leaf_der; /* the client's certificate as it came, for
@@ -344,6 +347,7 @@ tlssess_write(struct tlssess *s, const void *buf, size_t len, size_t *ret_n)
 	ret = mbedtls_ssl_write(&s->ssl, buf, len);
 	current = NULL;
 
+	s->write_pending = ret == MBEDTLS_ERR_SSL_WANT_WRITE;
 	if (ret > 0) {
 		*ret_n = (size_t)ret;
 		return TLS_IO_OK;
@@ -364,10 +368,27 @@ tlssess_pending(const struct tlssess *s)
 enum tls_io
 tlssess_close_notify(struct tlssess *s)
 {
-	int ret = mbedtls_ssl_close_notify(&s->ssl);
+	int ret;
 
-	if (ret == 0)
+	if (s->notified)
 		return TLS_IO_OK;
+	/*
+	 * With a record still unsent, mbedtls_ssl_close_notify() only flushes
+	 * it and returns 0 without the alert: let it flush, then call it again
+	 * for the alert.  (An alert itself half sent is flushed by the next
+	 * call the same way, and not sent twice.)
+	 */
+	if (s->write_pending) {
+		ret = mbedtls_ssl_close_notify(&s->ssl);
+		if (ret != 0)
+			return io_result(s, ret);
+		s->write_pending = 0;
+	}
+	ret = mbedtls_ssl_close_notify(&s->ssl);
+	if (ret == 0) {
+		s->notified = 1;
+		return TLS_IO_OK;
+	}
 	return io_result(s, ret);
 }
 
@@ -604,8 +625,17 @@ tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len)
 	for (n = &crt->subject; n != NULL; n = n->next)
 		if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
 			size_t k = n->val.len < len - 1 ? n->val.len : len - 1;
+			size_t i;
 
-			memcpy(buf, n->val.p, k);
+			/* UTF-8 (and ASCII) as it is; anything else (a
+			 * BMPString, a NUL) as '?' for what is not ASCII. */
+			bool utf8 = identity_utf8_ok((const char *)n->val.p,
+			    n->val.len);
+
+			for (i = 0; i < k; i++)
+				buf[i] = n->val.p[i] >= 0x20 && (utf8 ||
+				    n->val.p[i] < 0x7f) && n->val.p[i] != 0x7f ?
+				    (char)n->val.p[i] : '?';
 			buf[k] = '\0';
 			return;
 		}
@@ -730,6 +760,9 @@ static void
 json_str(char *buf, size_t len, size_t *off, const char *v)
 {
 	const unsigned char *p;
+	/* Certificate names in UTF-8 go out as the same text; other bytes
+	 * as the Latin-1 characters they would be. */
+	bool utf8 = identity_utf8_ok(v, strlen(v));
 
 	if (*off + 2 >= len)
 		return;
@@ -738,7 +771,9 @@ json_str(char *buf, size_t len, size_t *off, const char *v)
 		if (*p == '"' || *p == '\\') {
 			buf[(*off)++] = '\\';
 			buf[(*off)++] = (char)*p;
-		} else if (*p < 0x20 || *p >= 0x7f)
+		} else if (*p >= 0x80 && utf8)
+			buf[(*off)++] = (char)*p;
+		else if (*p < 0x20 || *p >= 0x7f)
 			*off += (size_t)snprintf(buf + *off, len - *off,
 			    "\\u%04x", *p);
 		else

@@ -219,6 +219,10 @@ on_signal(struct worker *w, uint64_t now)
 	while (read(w->sig.fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 			begin_stop(w, now, w->shutdown_ms, "shutdown");
+		else if (si.ssi_signo == SIGUSR2)
+			/* The master needs us gone: close everything now, each
+			 * connection with close_notify and its log line. */
+			begin_stop(w, now, 0, "stopped by the master");
 		else if (si.ssi_signo == SIGUSR1)
 			log_status(w);
 	}
@@ -227,10 +231,18 @@ on_signal(struct worker *w, uint64_t now)
 static void
 on_master(struct worker *w, uint64_t now)
 {
-	char b[64];
-	ssize_t n = read(w->master.fd, b, sizeof(b));
+	for (;;) {
+		uint32_t drain_ms;
+		ssize_t n = read(w->master.fd, &drain_ms, sizeof(drain_ms));
 
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		/* Before closing our pipe, a reload sends the new
+		 * drain_timeout; the EOF right behind it is read at once. */
+		if (n == (ssize_t)sizeof(drain_ms)) {
+			w->drain_ms = drain_ms;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
 		/*
 		 * The master closed our generation's pipe (a reload retired
 		 * us) or died: either way, no new connections; finish the
@@ -239,6 +251,7 @@ on_master(struct worker *w, uint64_t now)
 		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd, NULL);
 		begin_stop(w, now, w->drain_ms, "retired by reload, or the "
 		    "master exited");
+		return;
 	}
 }
 
@@ -260,6 +273,7 @@ setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	w->sig.kind = EV_SIGNAL;
 	w->sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w->sig.fd < 0) {
@@ -366,8 +380,19 @@ loop(struct worker *w)
 			return;
 		}
 		now = now_ms();
+		/*
+		 * The master's word first: after a reload's READY=1 a retired
+		 * worker must not take one more connection, even one that
+		 * arrived in the same batch as its pipe's EOF.
+		 */
 		for (i = 0; i < n; i++)
-			dispatch(w, &evs[i], now);
+			if (*(int *)evs[i].data.ptr == EV_MASTER ||
+			    *(int *)evs[i].data.ptr == EV_SIGNAL)
+				dispatch(w, &evs[i], now);
+		for (i = 0; i < n; i++)
+			if (*(int *)evs[i].data.ptr != EV_MASTER &&
+			    *(int *)evs[i].data.ptr != EV_SIGNAL)
+				dispatch(w, &evs[i], now);
 		if (now >= next_tick) {
 			tick(w, now);
 			next_tick = now + TICK_MS;
@@ -396,8 +421,9 @@ worker_run(const struct worker_args *a)
 	sigaddset(&none, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &none, NULL);
 
-	if (tlsctx_worker_init(err, sizeof(err)) != 0 ||
-	    drop_privileges(&a->creds, err, sizeof(err)) != 0 ||
+	/* Privileges go first: nothing below needs them. */
+	if (drop_privileges(&a->creds, err, sizeof(err)) != 0 ||
+	    tlsctx_worker_init(err, sizeof(err)) != 0 ||
 	    setup(&w, a, err, sizeof(err)) != 0) {
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0,
 		    "worker %u cannot start: %s", a->index, err);

@@ -1760,6 +1760,13 @@ START_TEST(test_workers_drop_to_nobody_while_master_stays_root)
 	ck_assert_int_eq(n, 2);
 	n = h_children_of(d.pid, w, 4);
 	for (i = 0; i < n && i < 4; i++) {
+		int64_t until = h_now_ms() + 3000;
+
+		/* A worker just forked drops right away, but not before we
+		 * can look: wait (bounded) for the drop, then check it all. */
+		while (proc_ids(w[i], "Uid:", ids) == 0 && ids[0] != 65534 &&
+		    h_now_ms() < until)
+			usleep(10000);
 		ck_assert(proc_ids(w[i], "Uid:", ids) == 0);
 		ck_assert_msg(ids[0] == 65534 && ids[1] == 65534 &&
 		    ids[2] == 65534 && ids[3] == 65534, "generation 2 worker "
