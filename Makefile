@@ -17,6 +17,7 @@ SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 BUILDDIR ?= build
 
@@ -148,6 +149,80 @@ $(TESTDIR)/check_daemon: test/check_daemon.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_daemon.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
+# --- identity tests (check_identity) ---
+# check_identity_unit: src/identity.c and tlssess_crt_identity() on the test
+# PKI; check_identity: the real daemon (allow-lists, CRLs, TLS policy knobs,
+# expiry signals, whoami).  Fuzz drivers in fuzz/ (libFuzzer, clang):
+#   make fuzz-smoke               build and run each for FUZZ_SMOKE_SECONDS
+#                                 (part of check-run when clang has libFuzzer)
+#   make fuzz FUZZ_SECONDS=600    the long run; the corpus grows in
+#                                 $(BUILDDIR)/fuzz/corpus, crashes land in
+#                                 fuzz/crashes/
+TEST_BINS += $(TESTDIR)/check_identity_unit $(TESTDIR)/check_identity
+
+$(TESTDIR)/check_identity: test/check_identity.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_identity.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
+IDENTITY_UNIT_OBJS := $(OBJDIR)/identity.o $(OBJDIR)/tlssess.o $(OBJDIR)/tlsctx.o
+
+$(TESTDIR)/check_identity_unit: test/check_identity_unit.c $(IDENTITY_UNIT_OBJS) \
+		$(MBEDTLS_LDLIBS)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_identity_unit.c \
+		$(IDENTITY_UNIT_OBJS) $(MBEDTLS_LDLIBS) $(TEST_LIBS) $(DEPS_LIBS)
+
+FUZZ_CC ?= clang
+# fuzz/fuzz.sh probes and runs with the same compiler (also under check-run).
+export FUZZ_CC
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZDIR := $(BUILDDIR)/fuzz
+FUZZ_TARGETS := fuzz_allow fuzz_san
+FUZZ_BINS := $(addprefix $(FUZZDIR)/,$(FUZZ_TARGETS))
+# The drivers and our sources are instrumented; the bundled mbedTLS is not.
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-Wall -Wextra -Isrc $(MBEDTLS_CFLAGS)
+
+$(FUZZDIR)/fuzz_allow: fuzz/fuzz_allow.c src/identity.c src/identity.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_allow.c src/identity.c
+
+$(FUZZDIR)/fuzz_san: fuzz/fuzz_san.c src/identity.c src/tlssess.c src/tlsctx.c \
+		src/identity.h src/tlssess.h src/tlsctx.h src/tlsctx_int.h \
+		$(MBEDTLS_LDLIBS) | $(MBEDTLS_DEP)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_san.c src/identity.c \
+		src/tlssess.c src/tlsctx.c $(MBEDTLS_LDLIBS)
+
+.PHONY: fuzz fuzz-build fuzz-build-maybe fuzz-smoke
+fuzz-build: $(FUZZ_BINS)
+
+# Builds the drivers only if $(FUZZ_CC) links libFuzzer (fuzz/fuzz.sh --probe
+# says why not otherwise); check-build runs it, so check-run can smoke them.
+fuzz-build-maybe:
+	@if FUZZ_CC=$(FUZZ_CC) fuzz/fuzz.sh --probe; then \
+	  $(MAKE) -q --no-print-directory fuzz-build || \
+	  $(MAKE) --no-print-directory fuzz-build; fi
+
+check-build: fuzz-build-maybe
+
+# Each driver runs on a scratch copy of fuzz/corpus/NAME (the committed
+# seeds never grow); crashing inputs are saved in fuzz/crashes/.
+fuzz-smoke: fuzz-build-maybe
+	@FUZZ_CC=$(FUZZ_CC) BUILDDIR=$(BUILDDIR) fuzz/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-build
+	@FUZZ_CC=$(FUZZ_CC) BUILDDIR=$(BUILDDIR) FUZZ_KEEP_CORPUS=1 \
+	  fuzz/fuzz.sh $(FUZZ_SECONDS)
+
+# In check-run the smoke run is one more suite (fuzz/fuzz.sh with no
+# argument: FUZZ_SMOKE_SECONDS each; exit 77, skipped, without libFuzzer).
+FUZZ_SUITE := fuzz/fuzz.sh
+# --- end identity tests (check_identity) ---
+
 # The systemd suite boots a container (root only; it skips itself
 # otherwise); NO_SYSTEMD=1 leaves it out.
 SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
@@ -161,7 +236,7 @@ check-run: check-build
 	@BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) TLS_ECHOD_BIN=$(abspath $(BIN)) \
 	  TEST_PKI=$(abspath $(TESTDIR)/pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/tmp) \
-	  test/run-tests.sh $(TEST_BINS) $(SYSTEMD_SUITE)
+	  test/run-tests.sh $(TEST_BINS) test/check-man.sh $(FUZZ_SUITE) $(SYSTEMD_SUITE)
 
 # Real systemd: boots Debian 12 under systemd-nspawn (root; cached root
 # filesystem in $(BUILDDIR)/nspawn), installs there, drives the units.
@@ -184,6 +259,9 @@ install: $(BIN)
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket
 	install -m 0644 systemd/tls-echod.sysusers $(DESTDIR)$(SYSUSERSDIR)/tls-echod.conf
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	install -m 0644 man/tls-echod.8 $(DESTDIR)$(MANDIR)/man8/tls-echod.8
+	install -m 0644 man/tls-echod.conf.5 $(DESTDIR)$(MANDIR)/man5/tls-echod.conf.5
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf ]; then \
 	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf"; \
 	else \
@@ -196,7 +274,9 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/tls-echod \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket \
-		$(DESTDIR)$(SYSUSERSDIR)/tls-echod.conf
+		$(DESTDIR)$(SYSUSERSDIR)/tls-echod.conf \
+		$(DESTDIR)$(MANDIR)/man8/tls-echod.8 \
+		$(DESTDIR)$(MANDIR)/man5/tls-echod.conf.5
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/tls-echod/ in place (configuration and keys)"
 
 clean:

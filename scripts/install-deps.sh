@@ -22,6 +22,7 @@ packages=(
     procps
     python3
     redis-server redis-tools # relay tests: a real backend and client
+    groff-base groff clang libclang-rt-14-dev # man page lint; fuzz drivers (libFuzzer)
 )
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }

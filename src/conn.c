@@ -88,6 +88,7 @@ struct conn {
 	size_t ndirs;
 	uint64_t start_ms, deadline_ms, last_ms;
 	uint64_t connect_start_ms, connect_ms;
+	bool backend_gone;        /* hang-up or error seen on the backend */
 	const char *first_eof;    /* "client" or "backend": who ended first */
 	size_t discarded;         /* CONN_REFUSED: bytes dropped */
 	bool unauthenticated;     /* verify_client optional, no certificate */
@@ -550,7 +551,8 @@ update_deadline(struct conn *c)
 
 	/* Half-closed: a direction ended, or its sink is gone. */
 	for (i = 0; i < c->ndirs; i++)
-		half |= c->dirs[i].shut || c->dirs[i].eof || c->dirs[i].drop;
+		half |= c->dirs[i].shut || c->dirs[i].eof || c->dirs[i].drop ||
+		    c->backend_gone;
 	if (half && c->ndirs > 1)
 		c->deadline_ms = c->last_ms + lc->linger_timeout_ms;
 	else if (lc->idle_timeout_ms > 0)
@@ -584,7 +586,9 @@ step_data(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		return;
 	}
 	if (arm_wants(set, &c->client) != 0 ||
-	    arm_wants(set, &c->backend) != 0) {
+	    arm(set, &c->backend, (c->backend.want_in ? EPOLLIN : 0u) |
+	    (c->backend.want_out ? EPOLLOUT : 0u) |
+	    (c->ndirs > 1 && !c->backend_gone ? EPOLLRDHUP : 0u)) != 0) {
 		finish(c, now_ms, "io-error", "epoll failed");
 		return;
 	}
@@ -653,7 +657,7 @@ queue_proxy_header(struct conn *c)
 	t.cipher = tlssess_cipher(c->client.tls);
 	t.cn = cn[0] ? cn : NULL;
 	t.uri = uri[0] ? uri : NULL;
-	t.cert_verified = 1; /* we only relay verified clients */
+	t.cert_verified = !c->unauthenticated;
 	up->len = proxy_v2((struct sockaddr *)&c->peer_sa,
 	    (struct sockaddr *)&local, &t, up->buf, CONN_BUF);
 }
@@ -1026,9 +1030,11 @@ conn_event(struct conn_set *set, void *cookie, uint32_t events,
 {
 	struct side *s = cookie;
 
-	(void)events; /* errors and hang-ups surface through the next call */
 	if (s->c->state == CONN_DONE)
 		return; /* finished earlier in this batch, via its other socket */
+	if (s == &s->c->backend && s->c->state == CONN_RELAY &&
+	    (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
+		s->c->backend_gone = true;
 	if (s->c->state == CONN_CLOSING) {
 		step_closing(set, s->c, now_ms);
 		if (s->c->state == CONN_DONE)
@@ -1066,7 +1072,9 @@ expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		break;
 	case CONN_ECHO:
 	case CONN_RELAY:
-		if (c->ndirs > 1 && (c->dirs[0].shut || c->dirs[1].shut)) {
+		if (c->ndirs > 1 && (c->dirs[0].shut || c->dirs[1].shut ||
+		    c->dirs[0].eof || c->dirs[1].eof || c->dirs[0].drop ||
+		    c->dirs[1].drop || c->backend_gone)) {
 			snprintf(words, sizeof(words), "half-closed and idle "
 			    "for %.1f s", c->l->cfg->linger_timeout_ms / 1000.0);
 			begin_closing(set, c, now_ms, "linger-timeout", words);
@@ -1085,6 +1093,9 @@ expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	/* One try at close_notify: the peer already had its time. */
 	if (c->state == CONN_CLOSING)
 		step_closing(set, c, now_ms);
+	/* A timeout close still gets CLOSE_MS for its close_notify. */
+	if (c->state == CONN_CLOSING || c->state == CONN_REFUSED)
+		return;
 	conn_free(set, c);
 }
 

@@ -2277,6 +2277,235 @@ START_TEST(test_journald_gets_structured_fields_read_back_with_journalctl)
 END_TEST
 
 /* ------------------------------------------------------------------------- */
+/* regressions: the generation cap, retired workers after READY=1            */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * One session pinned in each of generations 1..5; the reloads to 5 and 6
+ * push the cap of three draining generations, stopping generations 1 and
+ * 2.  Stopped means closed properly: every session gets close_notify and
+ * its "connection closed:" line (CLOSE_REASON=shutdown), and the worker
+ * exits by itself instead of being killed.
+ */
+START_TEST(test_generation_cap_stops_the_oldest_with_close_notify_and_close_lines)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls s[7];
+	unsigned cur, g;
+	char line[4096], needle[128], tail[2000];
+	int r;
+
+	up_simple(&d, &nl, "cap-graceful", "workers = 1; drain_timeout = 60; "
+	    "shutdown_timeout = 1;");
+	connect_to(&s[1], &d, d.port, "session in generation 1");
+	ROUNDTRIP_OK(&d, &s[1], "generation 1");
+	for (cur = 2; cur <= 6; cur++) {
+		(void)reload_ok(&d, &nl, cur);
+		expect_retired(&d, cur - 1, 1);
+		if (cur >= 5) {
+			/* Retired now: cur-4 .. cur-1, one too many. */
+			g = cur - 4;
+			r = h_tls_wait_eof(&s[g], 3000);
+			ck_assert_msg(r == 0, "the reload to generation %u stopped "
+			    "generation %u: its session ended with %s (%s), not "
+			    "close_notify; log ends:\n%s", cur, g, r == 2 ?
+			    "a bare EOF or reset" : r == 1 ? "data" : r == -1 ?
+			    "nothing" : "?", s[g].err, h_log_tail(&d, tail,
+			    sizeof(tail)));
+			LOG_EXPECT(&d, line, s[g].peer_tag, "connection closed:",
+			    "CLOSE_REASON=shutdown ");
+			snprintf(needle, sizeof(needle), "more than 3 generations "
+			    "draining: stopping generation %u now", g);
+			LOG_EXPECT(&d, line, needle);
+		}
+		if (cur <= 5) {
+			connect_to(&s[cur], &d, d.port, "session in the new "
+			    "generation");
+			ROUNDTRIP_OK(&d, &s[cur], "generation %u", cur);
+		}
+	}
+	for (g = 3; g <= 5; g++)
+		ROUNDTRIP_OK(&d, &s[g], "generation %u after the cap stopped "
+		    "generations 1 and 2", g);
+	/* Generation 6 plus draining 3, 4, 5: the stopped ones are reaped. */
+	expect_children(&d, 4, 3000, "after the cap stopped two generations");
+	for (g = 1; g <= 2; g++) {
+		snprintf(needle, sizeof(needle), "of generation %u (pid", g);
+		ck_assert_msg(h_log_count(&d, "retired worker ", needle, NULL) ==
+		    0, "the worker of generation %u did not exit cleanly when "
+		    "the cap stopped it; log ends:\n%s", g, h_log_tail(&d, tail,
+		    sizeof(tail)));
+	}
+	for (g = 1; g <= 5; g++)
+		h_tls_close(&s[g]);
+	expect_children(&d, 1, 3000, "after the sessions closed");
+	daemon_down(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/* The echo listener with banner "gen${gen}\n", as a template. */
+static const char *
+conf_banner(char *buf, size_t len, unsigned gen)
+{
+	snprintf(buf, len,
+	    "log = \"stderr\";\n"
+	    "workers = 2; drain_timeout = 5; shutdown_timeout = 1;\n"
+	    "listeners = (\n"
+	    "  {\n"
+	    "    name = \"echo\";\n"
+	    "    listen = \"127.0.0.1:@PORT@\";\n"
+	    "    mode = \"echo\";\n"
+	    "    banner = \"gen%u\\n\";\n"
+	    "    tls = {\n"
+	    "      cert = \"@PKI@/server.crt\";\n"
+	    "      key = \"@PKI@/server.key\";\n"
+	    "      ca = \"@PKI@/ca.crt\";\n"
+	    "    };\n"
+	    "  }\n"
+	    ");\n", gen);
+	return buf;
+}
+
+/* SIGSTOP ${pid} and wait until it is stopped. */
+static void
+stop_pid(pid_t pid)
+{
+	int64_t deadline = h_now_ms() + 3000;
+	char st = '?';
+
+	ck_assert_msg(kill(pid, SIGSTOP) == 0, "SIGSTOP %ld: %s", (long)pid,
+	    strerror(errno));
+	while (h_proc_ppid(pid, &st) >= 0 && st != 'T' &&
+	    h_now_ms() < deadline)
+		sleep_ms(1);
+	ck_assert_msg(st == 'T', "worker %ld did not stop (state %c)",
+	    (long)pid, st);
+}
+
+/*
+ * A TLS client on connected socket ${fd} (${c} takes it over): handshake
+ * with the PKI's client certificate, server verified for localhost.
+ */
+static void
+tls_on_fd(struct h_tls *c, int fd, const struct h_daemon *d)
+{
+	char sni[] = "localhost", tail[1500];
+	int64_t deadline = h_now_ms() + IO_MS;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	h_peer_tag(fd, c->peer_tag, sizeof(c->peer_tag));
+	c->ctx = SSL_CTX_new(TLS_client_method());
+	ck_assert(c->ctx != NULL);
+	ck_assert(SSL_CTX_use_certificate_chain_file(c->ctx, cli()->cert) ==
+	    1);
+	ck_assert(SSL_CTX_use_PrivateKey_file(c->ctx, cli()->key,
+	    SSL_FILETYPE_PEM) == 1);
+	ck_assert(SSL_CTX_load_verify_locations(c->ctx, h_pki("ca.crt"),
+	    NULL) == 1);
+	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	c->ssl = SSL_new(c->ctx);
+	ck_assert(c->ssl != NULL && SSL_set_fd(c->ssl, fd) == 1 &&
+	    SSL_set_tlsext_host_name(c->ssl, sni) == 1 &&
+	    SSL_set1_host(c->ssl, "localhost") == 1);
+	SSL_set_connect_state(c->ssl);
+	for (;;) {
+		struct pollfd p = { .fd = fd };
+		int r = SSL_connect(c->ssl), e;
+
+		if (r == 1)
+			return;
+		e = SSL_get_error(c->ssl, r);
+		ck_assert_msg(e == SSL_ERROR_WANT_READ ||
+		    e == SSL_ERROR_WANT_WRITE, "handshake on %s: SSL error %d; "
+		    "log ends:\n%s", c->peer_tag, e, h_log_tail(d, tail,
+		    sizeof(tail)));
+		p.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		ck_assert_msg(h_now_ms() < deadline, "handshake on %s: no "
+		    "progress within %d ms; log ends:\n%s", c->peer_tag, IO_MS,
+		    h_log_tail(d, tail, sizeof(tail)));
+		(void)poll(&p, 1, 50);
+	}
+}
+
+#define BANNER_RELOADS 30
+
+/*
+ * After the READY=1 of generation N, a new connection is served by
+ * generation N: its banner, "genN", says so.  Each round makes the race
+ * certain: the retired workers are stopped before the SIGHUP, and the new
+ * ones after READY=1 while a connection waits in the backlog; the retired
+ * workers then wake with their pipe's EOF and that connection in one
+ * epoll batch, and must leave it to the new generation.
+ */
+START_TEST(test_after_ready_no_connection_is_served_by_a_retired_generation)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls c;
+	struct h_daemon_opts o = { .label = "banner-gen", .activation = true };
+	char tmpl[2048], got[16], want[16], tail[2000];
+	unsigned gen;
+	int64_t t0 = h_now_ms();
+
+	o.config = conf_banner(tmpl, sizeof(tmpl), 1);
+	up(&d, &nl, &o);
+	for (gen = 2; gen <= BANNER_RELOADS + 1; gen++) {
+		pid_t old[4], all[8], fresh[4];
+		int nold, nall, nfresh = 0, fd, i, j;
+
+		expect_children(&d, 2, 3000, "before the reload");
+		nold = h_children_of(d.pid, old, 4);
+		ck_assert_int_eq(nold, 2);
+		for (i = 0; i < nold; i++)
+			stop_pid(old[i]);
+		conf_rewrite(&d, conf_banner(tmpl, sizeof(tmpl), gen));
+		(void)reload_ok(&d, &nl, gen);
+		nall = h_children_of(d.pid, all, 8);
+		for (i = 0; i < nall && i < 8; i++) {
+			for (j = 0; j < nold && old[j] != all[i]; j++)
+				;
+			if (j == nold && nfresh < 4)
+				fresh[nfresh++] = all[i];
+		}
+		ck_assert_msg(nfresh == 2, "generation %u: %d new workers after "
+		    "READY=1", gen, nfresh);
+		for (i = 0; i < nfresh; i++)
+			stop_pid(fresh[i]);
+		/* Into the shared backlog, while nobody can accept. */
+		fd = h_tcp_connect(d.port, IO_MS);
+		ck_assert_msg(fd >= 0, "TCP connect: %s", strerror(errno));
+		for (i = 0; i < nold; i++)
+			ck_assert(kill(old[i], SIGCONT) == 0);
+		expect_retired(&d, gen - 1, 2);
+		for (i = 0; i < nfresh; i++)
+			ck_assert(kill(fresh[i], SIGCONT) == 0);
+		tls_on_fd(&c, fd, &d);
+		snprintf(want, sizeof(want), "gen%u\n", gen);
+		memset(got, 0, sizeof(got));
+		ck_assert_msg(h_tls_read_exact(&c, got, strlen(want), IO_MS) ==
+		    0, "banner after READY=1 of generation %u: %s; log ends:\n%s",
+		    gen, c.err, h_log_tail(&d, tail, sizeof(tail)));
+		ck_assert_msg(strcmp(got, want) == 0, "after READY=1 of "
+		    "generation %u a new connection got banner \"%.*s\": served "
+		    "by a retired generation; log ends:\n%s", gen,
+		    (int)strcspn(got, "\n"), got, h_log_tail(&d, tail,
+		    sizeof(tail)));
+		ROUNDTRIP_OK(&d, &c, "generation %u", gen);
+		h_tls_close(&c);
+	}
+	printf("check_lifecycle: %d reloads, each with a connection waiting "
+	    "for the retired workers, in %" PRId64 " ms\n", BANNER_RELOADS,
+	    h_now_ms() - t0);
+	fflush(stdout);
+	daemon_down(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
 
 static TCase *
 tcase(Suite *s, const char *name, int timeout)
@@ -2307,6 +2536,10 @@ lifecycle_suite(void)
 	tcase_add_test(tc, test_master_fds_and_rss_stay_flat_across_100_reloads);
 	tcase_add_test(tc, test_at_most_3_retired_generations_linger_oldest_are_killed);
 	tcase_add_test(tc, test_retired_session_echoes_until_drain_timeout_then_closes);
+
+	tc = tcase(s, "regressions", 40);
+	tcase_add_test(tc, test_generation_cap_stops_the_oldest_with_close_notify_and_close_lines);
+	tcase_add_test(tc, test_after_ready_no_connection_is_served_by_a_retired_generation);
 
 	tc = tcase(s, "supervision", 30);
 	tcase_add_test(tc, test_killed_worker_is_logged_and_replaced_with_backoff);

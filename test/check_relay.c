@@ -2401,6 +2401,575 @@ START_TEST(test_config_check_refuses_relay_without_backend_and_echo_with_backend
 END_TEST
 
 /* ------------------------------------------------------------------------- */
+/* 8. regressions: PROXY before backend TLS, close_notify behind pending     */
+/*    output, a dead backend under idle_timeout = 0                          */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Read a PROXY header (v${version}) from plain socket ${fd}: exactly its
+ * bytes and no more, so TLS can follow on the same socket.  0, or -1 with
+ * the reason recorded in ${b}.
+ */
+static int
+be_read_proxy_header(struct be *b, int fd, int version, unsigned char *hdr,
+    size_t cap, size_t *len, int64_t deadline)
+{
+	static const unsigned char sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00,
+	    0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+	size_t n;
+
+	*len = 0;
+	if (version == 2) {
+		if (fd_read_full(fd, hdr, 16, deadline) != 0) {
+			be_fail(b, "no 16-byte PROXY v2 header start");
+			return -1;
+		}
+		*len = 16;
+		if (memcmp(hdr, sig, sizeof(sig)) != 0) {
+			be_fail(b, "the backend's TCP stream starts with %02x %02x "
+			    "%02x %02x, not the PROXY v2 signature%s", hdr[0],
+			    hdr[1], hdr[2], hdr[3], hdr[0] == 0x16 ? " but with "
+			    "a TLS handshake record: the header was not sent in "
+			    "the clear before TLS" : "");
+			return -1;
+		}
+		if (hdr[12] != 0x21 || hdr[13] != 0x11) {
+			be_fail(b, "PROXY v2 version/command 0x%02x, family 0x%02x;"
+			    " want 0x21 (v2, PROXY) and 0x11 (TCP over IPv4)",
+			    hdr[12], hdr[13]);
+			return -1;
+		}
+		n = (size_t)hdr[14] << 8 | hdr[15];
+		if (16 + n > cap) {
+			be_fail(b, "PROXY v2 length field %zu is absurd", n);
+			return -1;
+		}
+		if (fd_read_full(fd, hdr + 16, n, deadline) != 0) {
+			be_fail(b, "PROXY v2 header shorter than its %zu", n);
+			return -1;
+		}
+		*len = 16 + n;
+		return 0;
+	}
+	/* v1: one byte at a time up to CRLF (107 bytes at most). */
+	while (*len < 107 && *len < cap &&
+	    (*len < 2 || memcmp(hdr + *len - 2, "\r\n", 2) != 0)) {
+		if (fd_read_full(fd, hdr + *len, 1, deadline) != 0) {
+			be_fail(b, "PROXY v1 line cut after %zu bytes", *len);
+			return -1;
+		}
+		(*len)++;
+		if (*len == 6 && memcmp(hdr, "PROXY ", 6) != 0) {
+			be_fail(b, "the backend's TCP stream starts with %02x %02x "
+			    "%02x %02x, not \"PROXY \"%s", hdr[0], hdr[1], hdr[2],
+			    hdr[3], hdr[0] == 0x16 ? " but with a TLS handshake "
+			    "record: the header was not sent in the clear before "
+			    "TLS" : "");
+			return -1;
+		}
+	}
+	if (*len < 2 || memcmp(hdr + *len - 2, "\r\n", 2) != 0) {
+		be_fail(b, "PROXY v1 line without CRLF in %zu bytes", *len);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * tls_be_main after the accept: a TLS server (server certificate, client
+ * certificate from ca.crt required) on ${fd}, echoing until close_notify.
+ * Closes ${fd}.
+ */
+static void
+tls_be_serve(struct tls_be *b, int fd, int64_t deadline)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL *ssl = NULL;
+	unsigned char buf[16384];
+	int r;
+
+	if (ctx == NULL ||
+	    SSL_CTX_use_certificate_chain_file(ctx, b->cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, b->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_load_verify_locations(ctx, h_pki("ca.crt"), NULL) != 1) {
+		be_fail(&b->be, "server set-up: %s",
+		    ERR_error_string(ERR_get_error(), NULL));
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1) {
+		be_fail(&b->be, "SSL_new failed");
+		goto out;
+	}
+	SSL_set_accept_state(ssl);
+	while ((r = SSL_accept(ssl)) != 1)
+		if (ssl_wait(ssl, fd, r, deadline) < 0) {
+			be_fail(&b->be, "TLS handshake after the PROXY header: %s",
+			    ERR_error_string(ERR_get_error(), NULL));
+			goto out;
+		}
+	b->handshake_ok = true;
+	snprintf(b->version, sizeof(b->version), "%s", SSL_get_version(ssl));
+	{
+		X509 *peer = SSL_get1_peer_certificate(ssl);
+
+		if (peer != NULL) {
+			if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer),
+			    NID_commonName, b->peer_cn,
+			    (int)sizeof(b->peer_cn)) < 0)
+				b->peer_cn[0] = '\0';
+			X509_free(peer);
+		}
+	}
+	for (;;) {
+		int n = SSL_read(ssl, buf, sizeof(buf)), off = 0;
+
+		if (n <= 0) {
+			if (SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN) {
+				b->close_notify = true;
+				break;
+			}
+			if (ssl_wait(ssl, fd, n, deadline) < 0) {
+				be_fail(&b->be, "read after %" PRIu64 " bytes: "
+				    "SSL error %d", b->echoed,
+				    SSL_get_error(ssl, n));
+				break;
+			}
+			continue;
+		}
+		while (off < n) {
+			int w = SSL_write(ssl, buf + off, n - off);
+
+			if (w > 0)
+				off += w;
+			else if (ssl_wait(ssl, fd, w, deadline) < 0) {
+				be_fail(&b->be, "echo write failed");
+				goto out;
+			}
+		}
+		b->echoed += (uint64_t)n;
+	}
+	(void)SSL_shutdown(ssl);
+out:
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	ERR_clear_error();
+}
+
+/* HAProxy's "accept-proxy ssl": the PROXY header in the clear, then TLS. */
+struct proxy_tls_be {
+	struct tls_be t;
+	int version;
+	unsigned char hdr[1200];
+	size_t hdr_len;
+};
+
+static void *
+proxy_tls_be_main(void *arg)
+{
+	struct proxy_tls_be *b = arg;
+	int64_t deadline = h_now_ms() + b->t.be.timeout_ms;
+	int fd = be_accept(&b->t.be, deadline);
+
+	if (fd < 0)
+		return NULL;
+	if (be_read_proxy_header(&b->t.be, fd, b->version, b->hdr,
+	    sizeof(b->hdr), &b->hdr_len, deadline) != 0) {
+		close(fd);
+		return NULL;
+	}
+	tls_be_serve(&b->t, fd, deadline);
+	return NULL;
+}
+
+/*
+ * Loop 0: proxy_protocol = "v2"; loop 1: "v1".  With backend TLS the PROXY
+ * header must come first on the TCP stream, in the clear (where HAProxy,
+ * nginx and stunnel read it), and the TLS handshake after it.
+ */
+START_TEST(test_proxy_header_goes_in_the_clear_before_the_backend_tls_handshake)
+{
+	static const char msg[] = "through a PROXY header and TLS to the "
+	    "backend\n";
+	int version = _i == 0 ? 2 : 1;
+	struct relay_daemon r;
+	struct relay_spec s = { .label = version == 2 ? "proxy-v2-tls" :
+	    "proxy-v1-tls" };
+	struct proxy_tls_be b;
+	struct h_tls c;
+	char backend[1024], line[4096], out[1024], want[256], tail[1500];
+	char bout[48], bin[48];
+	int st;
+
+	memset(&b, 0, sizeof(b));
+	be_listen(&b.t.be, AF_INET, 8, 0, NULL);
+	b.t.be.timeout_ms = 10000;
+	b.t.cert = h_pki("server.crt");
+	b.t.key = h_pki("server.key");
+	b.version = version;
+	snprintf(backend, sizeof(backend), "address = \"%s\"; proxy_protocol "
+	    "= \"v%d\"; tls = { ca = \"@PKI@/ca.crt\"; cert = "
+	    "\"@PKI@/client.crt\"; key = \"@PKI@/client.key\"; server_name = "
+	    "\"localhost\"; };", b.t.be.addr, version);
+	s.backend = backend;
+	relay_up(&r, &s);
+	be_start(&b.t.be, proxy_tls_be_main, &b);
+
+	connect_ok(&c, &r, r.relay_port);
+	ck_assert_msg(h_tls_roundtrip(&c, msg, strlen(msg), IO_MS) == 0,
+	    "round-trip through PROXY v%d and a TLS backend: %s; backend: %s; "
+	    "log ends:\n%s", version, c.err, b.t.be.err[0] ? b.t.be.err :
+	    "fine", h_log_tail(&r.d, tail, sizeof(tail)));
+	ck_assert_msg(tls_close_notify(&c, IO_MS) == 0, "%s", c.err);
+	st = h_tls_wait_eof(&c, IO_MS);
+	ck_assert_msg(st == 0, "after our close_notify the relay ended with "
+	    "%d, not close_notify (%s)", st, c.err);
+	h_tls_close(&c);
+	be_join(&b.t.be);
+	ck_assert_msg(b.t.be.err[0] == '\0', "PROXY v%d + TLS backend: %s",
+	    version, b.t.be.err);
+	ck_assert(b.t.handshake_ok);
+	ck_assert_msg(strcmp(b.t.peer_cn, "test-client") == 0, "the backend "
+	    "verified a client certificate with CN \"%s\"", b.t.peer_cn);
+	ck_assert_msg(b.t.echoed == strlen(msg), "the backend echoed %" PRIu64
+	    " bytes", b.t.echoed);
+	ck_assert_msg(b.t.close_notify, "the relay did not pass our "
+	    "close_notify on to the TLS backend");
+	if (version == 2) {
+		/* The independent parser: signature, family, addresses. */
+		st = parse_v2(b.hdr, b.hdr_len, out, sizeof(out));
+		ck_assert_msg(st == 0, "the parser refused the header (exit %d): "
+		    "%s", st, out);
+		snprintf(want, sizeof(want), "src=127.0.0.1:%d dst=127.0.0.1:%d "
+		    "ssl.client=ssl,cert_conn", c.local_port, r.relay_port);
+		ck_assert_msg(strncmp(out, want, strlen(want)) == 0 &&
+		    strstr(out, " ssl.cn=test-client ") != NULL, "PROXY v2 "
+		    "header before TLS says\n  %s want it to start with\n  %s\n"
+		    "and name ssl.cn=test-client", out, want);
+	} else {
+		snprintf(want, sizeof(want), "PROXY TCP4 127.0.0.1 127.0.0.1 "
+		    "%d %d\r\n", c.local_port, r.relay_port);
+		ck_assert_msg(b.hdr_len == strlen(want) &&
+		    memcmp(b.hdr, want, b.hdr_len) == 0, "PROXY v1 line before "
+		    "TLS is \"%.*s\", want \"%s\"", (int)b.hdr_len,
+		    (const char *)b.hdr, want);
+	}
+	/* The header counts towards the backend, not from the client. */
+	snprintf(bout, sizeof(bout), "BACKEND_BYTES_OUT=%zu ", b.hdr_len +
+	    strlen(msg));
+	snprintf(bin, sizeof(bin), "BYTES_IN=%zu ", strlen(msg));
+	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
+	    "CLOSE_REASON=client-closed ", bin, bout);
+	relay_down(&r);
+	be_end(&b.t.be);
+}
+END_TEST
+
+/*
+ * Sends ${len} bytes as fast as the relay takes them.  With ${stall_ms}
+ * > 0 it stops once its writes made no progress for that long, says so on
+ * ${stalled_fd}, and (with ${reset}) resets the connection at once;
+ * otherwise it stops when all is sent or the relay is gone.  Then it stays
+ * silent, connection open, until ${done_fd} is readable.
+ */
+struct flood_be {
+	struct be be;
+	const unsigned char *data;
+	size_t len;
+	size_t sent;     /* taken by our kernel */
+	int stall_ms;
+	bool reset;
+	int stalled_fd;
+	int done_fd;
+	int write_errno; /* why writing ended early, 0: it did not */
+};
+
+static void *
+flood_be_main(void *arg)
+{
+	struct flood_be *b = arg;
+	int64_t deadline = h_now_ms() + b->be.timeout_ms, last = h_now_ms();
+	int fd = be_accept(&b->be, deadline);
+
+	if (fd < 0)
+		goto out;
+	while (b->sent < b->len) {
+		struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
+		    { .fd = b->done_fd, .events = POLLIN } };
+		ssize_t n = send(fd, b->data + b->sent, b->len - b->sent,
+		    MSG_NOSIGNAL);
+
+		if (n > 0) {
+			b->sent += (size_t)n;
+			last = h_now_ms();
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			b->write_errno = errno;
+			break;
+		}
+		if (b->stall_ms > 0 && h_now_ms() - last >= b->stall_ms)
+			break;
+		if (h_now_ms() >= deadline) {
+			be_fail(&b->be, "flood: deadline after %zu bytes",
+			    b->sent);
+			break;
+		}
+		(void)poll(p, 2, 20);
+		if (p[1].revents != 0)
+			break;
+	}
+	if (b->stall_ms > 0) {
+		if (b->reset) {
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+			(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+			close(fd); /* RST */
+			fd = -1;
+		}
+		if (write(b->stalled_fd, "s", 1) != 1)
+			be_fail(&b->be, "cannot signal the stall");
+	}
+	(void)poll_fd(b->done_fd, POLLIN, deadline);
+out:
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+#define PEND_FLOOD (4u * MiB)
+#define PEND_BUF (64 * KiB)
+
+/*
+ * An idle timeout while the client does not read: the relay's last record
+ * is half in mbedTLS, the sockets are full.  When the client reads again it
+ * must get every byte the relay wrote and then close_notify, not a cut
+ * record and a bare EOF.  The relay's socket to the client has a small
+ * send buffer (4 KiB): what the kernel frees there while the client does
+ * not read never holds the rest of a 16 KiB record, so at the timeout that
+ * rest is always still unsent (with a larger buffer it is sometimes, by
+ * luck, not).
+ */
+START_TEST(test_idle_timeout_with_output_pending_to_the_client_still_ends_with_close_notify)
+{
+	struct relay_daemon r;
+	struct relay_spec s = { .label = "pending-close",
+	    .extra = "idle_timeout = 1;", .sndbuf = 4 * KiB };
+	struct h_tls_opts o = client_opts();
+	struct flood_be b;
+	struct h_tls c;
+	unsigned char *data = malloc(PEND_FLOOD), buf[16384];
+	char backend[256], line[4096], tail[1500], why[300] = "";
+	size_t got = 0, d;
+	long out;
+	int done[2], end = -1;
+	int64_t t0, deadline;
+
+	ck_assert(data != NULL);
+	h_fill_pattern(data, PEND_FLOOD, 0x9e4du);
+	ck_assert(pipe2(done, O_CLOEXEC) == 0);
+	memset(&b, 0, sizeof(b));
+	be_listen(&b.be, AF_INET, 8, PEND_BUF, NULL);
+	b.be.timeout_ms = 15000;
+	b.data = data;
+	b.len = PEND_FLOOD;
+	b.done_fd = done[0];
+	snprintf(backend, sizeof(backend), "address = \"%s\";", b.be.addr);
+	s.backend = backend;
+	relay_up(&r, &s);
+	be_start(&b.be, flood_be_main, &b);
+
+	o.rcvbuf = o.sndbuf = PEND_BUF;
+	ck_assert_msg(h_tls_connect(&c, r.relay_port, &o) == 0, "connect: %s",
+	    c.err);
+	t0 = h_now_ms();
+	/* Not reading: the relay's writes block, then its idle timer fires. */
+	msleep(1500);
+	deadline = h_now_ms() + IO_MS;
+	for (;;) {
+		int n, e;
+		unsigned long q;
+
+		ERR_clear_error();
+		errno = 0;
+		n = SSL_read(c.ssl, buf, sizeof(buf));
+		if (n > 0) {
+			ck_assert_msg(got + (size_t)n <= PEND_FLOOD, "more bytes "
+			    "than the backend sent");
+			d = h_first_diff(data + got, buf, (size_t)n);
+			ck_assert_msg(d == (size_t)n, "relayed byte %zu differs",
+			    got + d);
+			got += (size_t)n;
+			continue;
+		}
+		e = SSL_get_error(c.ssl, n);
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			end = 0;
+			break;
+		}
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (poll_fd(c.fd, e == SSL_ERROR_WANT_READ ? POLLIN :
+			    POLLOUT, deadline) != 0) {
+				snprintf(why, sizeof(why), "nothing within %d ms",
+				    IO_MS);
+				break;
+			}
+			continue;
+		}
+		q = ERR_peek_error();
+		end = 2;
+		snprintf(why, sizeof(why), "SSL error %d, errno %d (%s), %s", e,
+		    errno, strerror(errno), q != 0 ?
+		    ERR_error_string(q, NULL) : "no OpenSSL error queued");
+		break;
+	}
+	ck_assert_msg(write(done[1], "x", 1) == 1, "pipe");
+	be_join(&b.be);
+	ck_assert_msg(b.be.err[0] == '\0', "backend: %s", b.be.err);
+	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
+	    "CLOSE_REASON=idle-timeout ");
+	out = field_num(line, "BYTES_OUT");
+	fprintf(stderr, "pending-close: backend sent %zu, relay logged "
+	    "BYTES_OUT=%ld, client got %zu in %" PRId64 " ms, then %s\n",
+	    b.sent, out, got, h_now_ms() - t0, end == 0 ? "close_notify" :
+	    why);
+	ck_assert_msg(out > 0 && got >= (size_t)out, "the client got %zu "
+	    "bytes, the relay says it wrote %ld: %s", got, out, line);
+	ck_assert_msg(end == 0, "after %zu bytes (BYTES_OUT=%ld) the session "
+	    "ended without close_notify: %s; log ends:\n%s", got, out, why,
+	    h_log_tail(&r.d, tail, sizeof(tail)));
+	h_tls_close(&c);
+	relay_down(&r);
+	be_end(&b.be);
+	close(done[0]);
+	close(done[1]);
+	free(data);
+}
+END_TEST
+
+#define DEAD_FLOOD (8u * MiB)
+
+/*
+ * idle_timeout = 0, linger_timeout = 1: the backend floods, then resets the
+ * connection while the client reads nothing and the relay holds data for
+ * it.  The dead backend makes the connection half-closed: it must end
+ * after linger_timeout, not never.  ${client_writes}: the client sends a
+ * line after the reset (the relay's write to the backend fails); else it
+ * stays silent (only the backend's reset tells).  ${closed} gets the
+ * connection's close line.
+ */
+static void
+dead_backend_run(bool client_writes, char *closed, size_t closedlen)
+{
+	struct relay_daemon r;
+	struct relay_spec s = { .label = client_writes ? "dead-backend-write" :
+	    "dead-backend-silent", .extra = "idle_timeout = 0; "
+	    "linger_timeout = 1;", .sndbuf = PEND_BUF, .rcvbuf = PEND_BUF };
+	struct h_tls_opts o = client_opts();
+	struct flood_be b;
+	struct h_tls c;
+	unsigned char *data = malloc(DEAD_FLOOD);
+	char backend[256], line[4096], tail[1500], ch;
+	int done[2], stalled[2], found;
+	int64_t t_reset, waited, deadline;
+
+	ck_assert(data != NULL);
+	h_fill_pattern(data, DEAD_FLOOD, 0xdeadu);
+	ck_assert(pipe2(done, O_CLOEXEC) == 0);
+	ck_assert(pipe2(stalled, O_CLOEXEC) == 0);
+	memset(&b, 0, sizeof(b));
+	be_listen(&b.be, AF_INET, 8, PEND_BUF, NULL);
+	b.be.timeout_ms = 15000;
+	b.data = data;
+	b.len = DEAD_FLOOD;
+	b.stall_ms = 300;
+	b.reset = true;
+	b.stalled_fd = stalled[1];
+	b.done_fd = done[0];
+	snprintf(backend, sizeof(backend), "address = \"%s\";", b.be.addr);
+	s.backend = backend;
+	relay_up(&r, &s);
+	be_start(&b.be, flood_be_main, &b);
+
+	o.rcvbuf = o.sndbuf = PEND_BUF;
+	ck_assert_msg(h_tls_connect(&c, r.relay_port, &o) == 0, "connect: %s",
+	    c.err);
+	ck_assert_msg(poll_fd(stalled[0], POLLIN, h_now_ms() + IO_MS) == 0 &&
+	    read(stalled[0], &ch, 1) == 1, "the backend's writes never "
+	    "stalled (%zu bytes sent; %s)", b.sent, b.be.err);
+	ck_assert_msg(b.sent < DEAD_FLOOD, "the relay took all %u bytes "
+	    "without the client reading", DEAD_FLOOD);
+	if (client_writes)
+		ck_assert_msg(h_tls_write_all(&c, "still there?\n", 13, IO_MS) ==
+		    0, "client write after the backend's reset: %s", c.err);
+	t_reset = h_now_ms();
+	found = h_log_wait(&r.d, 4000, closed, closedlen, c.peer_tag,
+	    "connection closed:", NULL);
+	waited = h_now_ms() - t_reset;
+	ck_assert_msg(found == 0, "backend reset after %zu bytes, client not "
+	    "reading%s, idle_timeout = 0, linger_timeout = 1: the connection "
+	    "is still open after %" PRId64 " ms; log ends:\n%s", b.sent,
+	    client_writes ? " but writing" : " nor writing", waited,
+	    h_log_tail(&r.d, tail, sizeof(tail)));
+	fprintf(stderr, "dead backend (%s): closed %" PRId64 " ms after the "
+	    "reset: %s\n", client_writes ? "client wrote" : "client silent",
+	    waited, closed);
+	ck_assert_msg(waited <= 3000, "closed only %" PRId64 " ms after the "
+	    "reset (linger_timeout 1 s)", waited);
+	/*
+	 * The worker lets the connection go: at once, or once its
+	 * close_notify had its chance (2 s for a client that does not read).
+	 */
+	deadline = h_now_ms() + 3500;
+	for (;;) {
+		ck_assert(h_daemon_signal(&r.d, SIGUSR1) == 0);
+		if (h_log_wait(&r.d, 250, line, sizeof(line), "status: worker 0 "
+		    "(generation 1): 0 connection(s)", NULL) == 0)
+			break;
+		ck_assert_msg(h_now_ms() < deadline, "the worker still holds "
+		    "the connection 3.5 s after its close line; log ends:\n%s",
+		    h_log_tail(&r.d, tail, sizeof(tail)));
+	}
+	h_tls_close(&c);
+	ck_assert(write(done[1], "x", 1) == 1);
+	be_join(&b.be);
+	ck_assert_msg(b.be.err[0] == '\0', "backend: %s", b.be.err);
+	relay_down(&r);
+	be_end(&b.be);
+	close(done[0]);
+	close(done[1]);
+	close(stalled[0]);
+	close(stalled[1]);
+	free(data);
+}
+
+/* Loop 0: the client writes after the reset; loop 1: it stays silent. */
+START_TEST(test_backend_reset_while_client_does_not_read_ends_after_linger_with_idle_timeout_0)
+{
+	char closed[4096];
+
+	dead_backend_run(_i == 0, closed, sizeof(closed));
+}
+END_TEST
+
+/* ... and the close line says why: linger_timeout, not an idle timeout. */
+START_TEST(test_connection_ended_by_linger_after_backend_reset_is_logged_as_linger_timeout)
+{
+	char closed[4096];
+
+	dead_backend_run(true, closed, sizeof(closed));
+	ck_assert_msg(strstr(closed, "CLOSE_REASON=linger-timeout ") != NULL &&
+	    strstr(closed, "connection closed: half-closed and idle for "
+	    "1.0 s") != NULL, "a connection whose backend is gone ends by "
+	    "linger_timeout (idle_timeout is 0), but the log says: %s",
+	    closed);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
 
 static TCase *
 tcase(Suite *s, const char *name, int timeout)
@@ -2451,6 +3020,14 @@ relay_suite(void)
 
 	tc = tcase(s, "config", 30);
 	tcase_add_test(tc, test_config_check_refuses_relay_without_backend_and_echo_with_backend);
+
+	tc = tcase(s, "regressions", 30);
+	tcase_add_loop_test(tc, test_proxy_header_goes_in_the_clear_before_the_backend_tls_handshake,
+	    0, 2);
+	tcase_add_test(tc, test_idle_timeout_with_output_pending_to_the_client_still_ends_with_close_notify);
+	tcase_add_loop_test(tc, test_backend_reset_while_client_does_not_read_ends_after_linger_with_idle_timeout_0,
+	    0, 2);
+	tcase_add_test(tc, test_connection_ended_by_linger_after_backend_reset_is_logged_as_linger_timeout);
 	return s;
 }
 

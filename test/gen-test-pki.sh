@@ -27,6 +27,36 @@
 #   mismatch.key                    a key that matches no certificate
 #   garbage.crt                     PEM armour around non-base64 text
 #
+# Identity tests (check_identity, check_identity_unit, fuzz/corpus/san):
+#
+#   int-ca.crt int-ca.key           intermediate CA "tls-echod test
+#                                   intermediate CA", signed by ca (pathlen 0)
+#   client-int.crt client-int.key   OU ops, CN test-client-int; SAN
+#                                   URI:spiffe://test.example/client-int;
+#                                   signed by int-ca
+#   client-int-chain.crt            client-int.crt followed by int-ca.crt
+#   ca-int-bundle.crt               ca.crt followed by int-ca.crt
+#   client-dns-a.crt/.key           CN dns-a; SAN DNS:a.svc.example
+#   client-dns-xy.crt/.key          CN dns-xy; SAN DNS:x.y.svc.example,
+#                                   email:ops@sub.example.com
+#   client-uri-web.crt/.key         CN uri-web; SAN
+#                                   URI:spiffe://prod/ns/web/sa/api
+#   client-uri-db.crt/.key          CN uri-db; SAN URI:spiffe://prod/ns/db/sa/x
+#   client-email.crt/.key           OU dev, CN email-ops; SAN
+#                                   email:ops@example.com
+#   client-revoked.crt/.key         OU ops, CN test-client-revoked (client_ext
+#                                   SANs), signed by ca, revoked in ca.crl
+#   ca.crl ca.crl.der               CRL of ca revoking client-revoked (PEM,
+#                                   DER), next update in 30 days
+#   ca-stale.crl                    the same revocation, lastUpdate 2020-01-01,
+#                                   nextUpdate 2020-01-02 (stale)
+#   client-int-revoked.crt/.key     OU ops, CN test-client-int-revoked, signed
+#                                   by int-ca, revoked in int-ca.crl
+#   client-int-revoked-chain.crt    client-int-revoked.crt then int-ca.crt
+#   int-ca.crl                      CRL of int-ca revoking client-int-revoked
+#   other-ca.crl                    CRL of other-ca (same subject as ca,
+#                                   another key), revokes nothing
+#
 # The "bad" clients differ from client.crt in exactly one respect (issuer
 # key, validity or signature): same subject, SANs and extensions. Because
 # other-ca copies ca's SKID, client-other's authorityKeyIdentifier matches
@@ -249,6 +279,127 @@ fi
 [[ $(openssl x509 -in client-future.crt -noout -startdate) == "notBefore=Jan  1 00:00:00 2099 GMT" ]] ||
     die "client-future.crt has the wrong validity period"
 
+# --- identity tests (check_identity) ----------------------------------------
+# Their own extension and `openssl ca` file, so openssl.cnf above (and every
+# file made from it) stays as it was.
+
+# ident_ext SECTION SAN: a clientAuth leaf section with these SANs.
+ident_ext() {
+    printf '[ %s ]\nbasicConstraints       = critical, CA:FALSE\nkeyUsage               = critical, digitalSignature\nextendedKeyUsage       = clientAuth\nsubjectAltName         = %s\nsubjectKeyIdentifier   = hash\nauthorityKeyIdentifier = keyid:always\n\n' "$1" "$2"
+}
+
+{
+    cat <<'EOF'
+[ v3_int_ca ]
+basicConstraints       = critical, CA:TRUE, pathlen:0
+keyUsage               = critical, keyCertSign, cRLSign
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
+
+# CRLs of CAs that revoked nothing: `openssl ca -name empty_ca -gencrl`.
+[ empty_ca ]
+database        = ./empty-index.txt
+default_md      = sha256
+
+# int-ca's own database, for its revocations.
+[ int_ca ]
+database        = ./int-index.txt
+default_md      = sha256
+
+EOF
+    ident_ext client_int_ext "URI:spiffe://test.example/client-int"
+    ident_ext san_dns_a "DNS:a.svc.example"
+    ident_ext san_dns_xy "DNS:x.y.svc.example, email:ops@sub.example.com"
+    ident_ext san_uri_web "URI:spiffe://prod/ns/web/sa/api"
+    ident_ext san_uri_db "URI:spiffe://prod/ns/db/sa/x"
+    ident_ext san_email "email:ops@example.com"
+} >ident.cnf
+: >empty-index.txt
+: >int-index.txt
+
+# sign_ident NAME ISSUER SECTION [DAYS]: like sign, with ident.cnf.
+sign_ident() {
+    ossl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" \
+        -set_serial "$(rand_serial)" -sha256 -days "${4:-30}" \
+        -extfile ident.cnf -extensions "$3" -out "$1.crt"
+}
+
+ec_key int-ca.key
+csr int-ca "/O=tls-echod tests/CN=tls-echod test intermediate CA"
+sign_ident int-ca ca v3_int_ca 365
+
+ec_key client-int.key
+csr client-int "/OU=ops/CN=test-client-int"
+sign_ident client-int int-ca client_int_ext
+cat client-int.crt int-ca.crt >client-int-chain.crt
+ec_key client-int-revoked.key
+csr client-int-revoked "/OU=ops/CN=test-client-int-revoked"
+sign_ident client-int-revoked int-ca client_int_ext
+cat client-int-revoked.crt int-ca.crt >client-int-revoked-chain.crt
+cat ca.crt int-ca.crt >ca-int-bundle.crt
+
+# ident_client NAME SUBJECT SECTION: a leaf signed by ca.
+ident_client() {
+    ec_key "$1.key"
+    csr "$1" "$2"
+    sign_ident "$1" ca "$3"
+}
+ident_client client-dns-a "/CN=dns-a" san_dns_a
+ident_client client-dns-xy "/CN=dns-xy" san_dns_xy
+ident_client client-uri-web "/CN=uri-web" san_uri_web
+ident_client client-uri-db "/CN=uri-db" san_uri_db
+ident_client client-email "/OU=dev/CN=email-ops" san_email
+
+ec_key client-revoked.key
+csr client-revoked "/OU=ops/CN=test-client-revoked"
+sign client-revoked ca client_ext
+
+# Revoke it in ca's database, dated 2019-12-31 (a revocation dated "now"
+# would not yet count for a verifier running in the same second), then
+# publish a current CRL (PEM and DER) and a stale one.
+ossl ca -config openssl.cnf -revoke client-revoked.crt
+sed -i -E 's/^R\t([0-9]+Z)\t[0-9]+Z/R\t\1\t191231000000Z/' index.txt
+grep -q $'^R\t[0-9]*Z\t191231000000Z\t' index.txt ||
+    die "cannot date the revocation of client-revoked.crt"
+ossl ca -config openssl.cnf -gencrl -crldays 30 -out ca.crl
+ossl crl -in ca.crl -outform DER -out ca.crl.der
+ossl ca -config openssl.cnf -gencrl -crl_lastupdate 20200101000000Z \
+    -crl_nextupdate 20200102000000Z -out ca-stale.crl
+ossl ca -config ident.cnf -name int_ca -cert int-ca.crt -keyfile int-ca.key \
+    -revoke client-int-revoked.crt
+sed -i -E 's/^R\t([0-9]+Z)\t[0-9]+Z/R\t\1\t191231000000Z/' int-index.txt
+ossl ca -config ident.cnf -name int_ca -cert int-ca.crt -keyfile int-ca.key \
+    -gencrl -crldays 30 -out int-ca.crl
+ossl ca -config ident.cnf -name empty_ca -cert other-ca.crt \
+    -keyfile other-ca.key -gencrl -crldays 30 -out other-ca.crl
+
+ossl verify -CAfile ca.crt -untrusted int-ca.crt client-int.crt
+if openssl verify -crl_check_all -CAfile ca.crt -untrusted int-ca.crt \
+    -CRLfile ca.crl -CRLfile int-ca.crl client-int-revoked.crt >/dev/null 2>&1; then
+    die "client-int-revoked.crt is not revoked by int-ca.crl"
+fi
+ossl verify -crl_check_all -CAfile ca.crt -untrusted int-ca.crt \
+    -CRLfile ca.crl -CRLfile int-ca.crl client-int.crt
+ossl verify -CAfile ca.crt client-dns-a.crt client-dns-xy.crt \
+    client-uri-web.crt client-uri-db.crt client-email.crt client-revoked.crt
+ossl verify -crl_check -CAfile ca.crt -CRLfile ca.crl client.crt
+if openssl verify -crl_check -CAfile ca.crt -CRLfile ca.crl client-revoked.crt \
+    >/dev/null 2>&1; then
+    die "client-revoked.crt is not revoked by ca.crl"
+fi
+ossl crl -in ca.crl.der -inform DER -noout
+[[ $(openssl crl -in ca-stale.crl -noout -nextupdate) == "nextUpdate=Jan  2 00:00:00 2020 GMT" ]] ||
+    die "ca-stale.crl has the wrong nextUpdate"
+
+ident_files=(
+    int-ca.crt int-ca.key client-int.crt client-int.key client-int-chain.crt
+    ca-int-bundle.crt client-dns-a.crt client-dns-a.key client-dns-xy.crt
+    client-dns-xy.key client-uri-web.crt client-uri-web.key client-uri-db.crt
+    client-uri-db.key client-email.crt client-email.key client-revoked.crt
+    client-revoked.key ca.crl ca.crl.der ca-stale.crl int-ca.crl other-ca.crl
+    client-int-revoked.crt client-int-revoked.key client-int-revoked-chain.crt
+)
+
 files=(
     ca.crt ca.key server.crt server.key client.crt client.key
     client-rsa.crt client-rsa.key other-ca.crt other-ca.key
@@ -256,6 +407,7 @@ files=(
     client-future.crt client-future.key client-badsig.crt client-badsig.key
     mismatch.key garbage.crt
 )
+files+=("${ident_files[@]}")
 for f in "${files[@]}"; do
     case $f in
         *.key) chmod 0600 "$f" ;;
