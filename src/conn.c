@@ -864,7 +864,7 @@ admit(struct conn *c, uint64_t now_ms, struct tls_refusal *why)
 		c->unauthenticated = v == 0;
 	}
 	if (tlssess_crl_stale(c->client.tls) &&
-	    now_ms - l->crl_warned_ms >= 60000) {
+	    (l->crl_warned_ms == 0 || now_ms - l->crl_warned_ms >= 60000)) {
 		struct log_field f[] = { { "LISTENER", l->cfg->name } };
 
 		log_event(LOG_WARNING, LOG_ID_CRL, f, 1, "listener %s: a CRL "
