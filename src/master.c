@@ -79,15 +79,6 @@ struct master {
 	uint32_t next_drain_ms; /* drain_timeout of the generation taking over */
 };
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Resolve user/group settings to ids; uid -1 if no user is configured. */
 static int
 resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
@@ -699,7 +690,7 @@ cap_old(struct master *m)
 			if (!m->old[i].killed && m->old[i].gen == oldest) {
 				(void)kill(m->old[i].pid, SIGUSR2);
 				m->old[i].killed = true;
-				m->old[i].kill_at_ms = now_ms() + CAP_GRACE_MS;
+				m->old[i].kill_at_ms = worker_now_ms() + CAP_GRACE_MS;
 			}
 	}
 }
@@ -907,7 +898,7 @@ loop(struct master *m)
 	struct pollfd p = { .fd = m->sigfd, .events = POLLIN };
 
 	for (;;) {
-		uint64_t now = now_ms();
+		uint64_t now = worker_now_ms();
 
 		if (m->stopping && alive(m) == 0)
 			return;
@@ -919,7 +910,7 @@ loop(struct master *m)
 			sleep(1);
 			continue;
 		}
-		now = now_ms();
+		now = worker_now_ms();
 		if (p.revents & POLLIN)
 			on_signals(m, now);
 		timers(m, now);
@@ -987,7 +978,7 @@ master_run(struct cfg *c)
 		    sizeof(a)), cfg_mode_name(m.cur->ls[i].cfg->mode), sum);
 	}
 	report_gen(&m, m.cur);
-	now = now_ms();
+	now = worker_now_ms();
 	for (k = 0; k < m.nslots; k++)
 		spawn(&m, k, now);
 	m.watchdog_ms = notify_watchdog_usec() / 2000;

@@ -179,8 +179,8 @@ fail(const struct cfg *c, const struct cfg_file *f, char *err, size_t errlen,
 		    c->path, f->setting, msg);
 }
 
-static void
-time_str(const mbedtls_x509_time *t, char *buf, size_t len)
+void
+tlsctx_time_str(const mbedtls_x509_time *t, char *buf, size_t len)
 {
 	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d UTC", t->year, t->mon,
 	    t->day, t->hour, t->min, t->sec);
@@ -196,13 +196,13 @@ check_dates(const struct cfg *c, const struct cfg_file *f,
 	if (mbedtls_x509_dn_gets(subj, sizeof(subj), &crt->subject) < 0)
 		snprintf(subj, sizeof(subj), "?");
 	if (mbedtls_x509_time_is_past(&crt->valid_to)) {
-		time_str(&crt->valid_to, when, sizeof(when));
+		tlsctx_time_str(&crt->valid_to, when, sizeof(when));
 		fail(c, f, err, errlen, "%s \"%s\" in \"%s\" expired on %s",
 		    what, subj, f->path, when);
 		return -1;
 	}
 	if (mbedtls_x509_time_is_future(&crt->valid_from)) {
-		time_str(&crt->valid_from, when, sizeof(when));
+		tlsctx_time_str(&crt->valid_from, when, sizeof(when));
 		fail(c, f, err, errlen, "%s \"%s\" in \"%s\" is not valid "
 		    "before %s", what, subj, f->path, when);
 		return -1;

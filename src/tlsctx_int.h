@@ -40,6 +40,9 @@ struct tlsctx {
 	char *bca_path;
 };
 
+/* tlsctx.c: "YYYY-MM-DD hh:mm:ss UTC" for certificate dates in messages. */
+void tlsctx_time_str(const mbedtls_x509_time *t, char *buf, size_t len);
+
 /* tlsctx.c: random bytes from this process's generator. */
 int tlsctx_random(unsigned char *buf, size_t len);
 

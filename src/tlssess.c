@@ -123,13 +123,6 @@ tlssess_dn(const mbedtls_x509_name *dn, char *buf, size_t len)
 	strcat(buf, cut);
 }
 
-static void
-x509_time_str(const mbedtls_x509_time *t, char *buf, size_t len)
-{
-	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d UTC", t->year, t->mon,
-	    t->day, t->hour, t->min, t->sec);
-}
-
 /* Remember the client's leaf certificate for refusal messages. */
 static int
 sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
@@ -157,8 +150,8 @@ sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 	}
 	tlssess_dn(&crt->subject, s->leaf_subject, sizeof(s->leaf_subject));
 	tlssess_dn(&crt->issuer, s->leaf_issuer, sizeof(s->leaf_issuer));
-	x509_time_str(&crt->valid_from, s->leaf_from, sizeof(s->leaf_from));
-	x509_time_str(&crt->valid_to, s->leaf_to, sizeof(s->leaf_to));
+	tlsctx_time_str(&crt->valid_from, s->leaf_from, sizeof(s->leaf_from));
+	tlsctx_time_str(&crt->valid_to, s->leaf_to, sizeof(s->leaf_to));
 	s->leaf_issuer_known = 0;
 	for (ca = s->trusted; ca != NULL && ca->raw.len > 0; ca = ca->next)
 		if (ca->subject_raw.len == crt->issuer_raw.len &&

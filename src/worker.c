@@ -56,8 +56,8 @@ struct worker {
 	uint64_t last_limit_log;
 };
 
-static uint64_t
-now_ms(void)
+uint64_t
+worker_now_ms(void)
 {
 	struct timespec ts;
 
@@ -355,10 +355,10 @@ static void
 loop(struct worker *w)
 {
 	struct epoll_event evs[MAX_EVENTS];
-	uint64_t next_tick = now_ms() + TICK_MS;
+	uint64_t next_tick = worker_now_ms() + TICK_MS;
 
 	for (;;) {
-		uint64_t now = now_ms();
+		uint64_t now = worker_now_ms();
 		int n, i, timeout;
 
 		if (w->stopping) {
@@ -379,7 +379,7 @@ loop(struct worker *w)
 			log_msg(LOG_ERR, "epoll_wait: %s", strerror(errno));
 			return;
 		}
-		now = now_ms();
+		now = worker_now_ms();
 		/*
 		 * The master's word first: after a reload's READY=1 a retired
 		 * worker must not take one more connection, even one that

@@ -12,6 +12,7 @@
 #define TLS_ECHOD_WORKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "config.h"
@@ -40,6 +41,13 @@ struct worker_args {
 	unsigned generation; /* 1, then one more per successful reload */
 	struct worker_creds creds;
 };
+
+/**
+ * worker_now_ms():
+ * Milliseconds on the monotonic clock: the one time base of every deadline
+ * (workers' and the master's).
+ */
+uint64_t worker_now_ms(void);
 
 /**
  * worker_run(a):

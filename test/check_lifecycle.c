@@ -144,47 +144,11 @@ nl_pump(struct nlog *nl)
 		nl_add(nl, nl->d->notify[nl->imported].text,
 		    nl->d->notify[nl->imported].pid, h_now_ms());
 	while (fd >= 0) {
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(struct ucred)) +
-			    CMSG_SPACE(sizeof(int) * 16)];
-		} cm;
 		char text[512];
-		struct iovec iov = { .iov_base = text,
-		    .iov_len = sizeof(text) - 1 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-		    .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
-		struct cmsghdr *c;
-		pid_t pid = 0;
-		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		pid_t pid;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+		if (h_notify_recv(fd, text, sizeof(text), &pid) != 0)
 			return;
-		}
-		text[n] = '\0';
-		for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level != SOL_SOCKET)
-				continue;
-			if (c->cmsg_type == SCM_CREDENTIALS) {
-				struct ucred uc;
-
-				memcpy(&uc, CMSG_DATA(c), sizeof(uc));
-				pid = uc.pid;
-			} else if (c->cmsg_type == SCM_RIGHTS) {
-				size_t k, nfd = (c->cmsg_len - CMSG_LEN(0)) /
-				    sizeof(int);
-
-				for (k = 0; k < nfd; k++) {
-					int rfd;
-
-					memcpy(&rfd, CMSG_DATA(c) +
-					    k * sizeof(int), sizeof(rfd));
-					close(rfd);
-				}
-			}
-		}
 		nl_add(nl, text, pid, h_now_ms());
 	}
 }

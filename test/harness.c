@@ -535,32 +535,26 @@ fail:
 	return -1;
 }
 
-/* Receive every queued notify datagram into d->notify. */
-static void
-notify_drain(struct h_daemon *d)
+int
+h_notify_recv(int fd, char *text, size_t len, pid_t *ret_pid)
 {
-	if (d->notify_fd < 0)
-		return;
 	for (;;) {
 		union {
 			struct cmsghdr align;
 			char buf[CMSG_SPACE(sizeof(struct ucred)) +
 			    CMSG_SPACE(sizeof(int) * 16)];
 		} cm;
-		char text[512];
-		struct iovec iov = { .iov_base = text,
-		    .iov_len = sizeof(text) - 1 };
+		struct iovec iov = { .iov_base = text, .iov_len = len - 1 };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 		    .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
 		struct cmsghdr *c;
 		pid_t pid = 0;
-		ssize_t n;
+		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
-		n = recvmsg(d->notify_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return;
+			return -1;
 		}
 		text[n] = '\0';
 		for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
@@ -576,14 +570,29 @@ notify_drain(struct h_daemon *d)
 				    sizeof(int);
 
 				for (k = 0; k < nfd; k++) {
-					int fd;
+					int rfd;
 
-					memcpy(&fd, CMSG_DATA(c) +
-					    k * sizeof(int), sizeof(fd));
-					close(fd);
+					memcpy(&rfd, CMSG_DATA(c) +
+					    k * sizeof(int), sizeof(rfd));
+					close(rfd);
 				}
 			}
 		}
+		*ret_pid = pid;
+		return 0;
+	}
+}
+
+/* Receive every queued notify datagram into d->notify. */
+static void
+notify_drain(struct h_daemon *d)
+{
+	char text[512];
+	pid_t pid;
+
+	if (d->notify_fd < 0)
+		return;
+	while (h_notify_recv(d->notify_fd, text, sizeof(text), &pid) == 0) {
 		if (d->nnotify < H_NOTIFY_MAX) {
 			snprintf(d->notify[d->nnotify].text,
 			    sizeof(d->notify[d->nnotify].text), "%s", text);

@@ -155,6 +155,14 @@ struct h_daemon {
 int h_daemon_start(struct h_daemon *d, const struct h_daemon_opts *o);
 
 /**
+ * h_notify_recv(fd, text, len, ret_pid):
+ * Take one queued datagram from notify socket ${fd} (non-blocking): its text
+ * (NUL-terminated) and its sender's pid from SCM_CREDENTIALS (0 if none);
+ * passed fds are closed.  0, or -1 when none is queued.
+ */
+int h_notify_recv(int fd, char *text, size_t len, pid_t *ret_pid);
+
+/**
  * h_notify_wait(d, needle, timeout_ms):
  * The first notify datagram (received before or during this call) whose
  * text contains ${needle}, or NULL after ${timeout_ms}.
