@@ -136,6 +136,13 @@ $(TESTDIR)/check_lifecycle: test/check_lifecycle.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_lifecycle.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
+# check_units: the worker's deadline heap and the shared census.
+TEST_BINS += $(TESTDIR)/check_units
+
+$(TESTDIR)/check_units: test/check_units.c $(OBJDIR)/timerq.o $(OBJDIR)/census.o
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
 $(TESTDIR)/check_proxy: test/check_proxy.c $(OBJDIR)/proxy.o
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)

@@ -52,4 +52,17 @@
  * (mbedtls_ssl_get_peer_cert) for identity checks (default). */
 #define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
 
+/*
+ * Memory per connection.  Two 16 KiB record buffers are ~89 % of an idle
+ * connection.  With variable buffer length, mbedTLS shrinks them when the
+ * handshake ends to what the session may carry: input stays at 16 KiB
+ * (clients may send full records; mbedTLS never caps a server's input),
+ * output follows mbedtls_ssl_conf_max_frag_len(), which tlsctx sets from
+ * tls.record_size (default 4096).  OUT_CONTENT_LEN itself stays at 16 KiB:
+ * a smaller one breaks clients sending 16 KiB records (upstream #4485) and
+ * certificate chains over 4 KiB.
+ */
+#define MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH
+#define MBEDTLS_SSL_MAX_FRAGMENT_LENGTH
+
 #endif /* TLS_ECHOD_MBEDTLS_CONFIG_H */

@@ -31,6 +31,8 @@
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
 #define DEFAULT_IDLE_TIMEOUT_MS 300000u
 #define DEFAULT_MAX_CONNECTIONS 10000u
+#define DEFAULT_RECORD_SIZE 4096u
+#define DEFAULT_WORKER_CONNECTIONS 20000u
 #define MAX_WORKERS 256u
 #define MAX_LISTENERS 256u
 
@@ -47,21 +49,24 @@ struct defaults {
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms;
 	unsigned max_connections;
+	unsigned max_per_identity;
 };
 
 static const char *const global_keys[] = {
 	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
-	"expiry_warn_days", "ticket_lifetime", "ticket_key_file", NULL,
+	"expiry_warn_days", "ticket_lifetime", "ticket_key_file",
+	"worker_connections", "max_connections_per_identity", NULL,
 };
 static const char *const listener_keys[] = {
 	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
 	"idle_timeout", "max_connections", "backend", "linger_timeout",
-	"allow", NULL,
+	"allow", "max_connections_per_identity", NULL,
 };
 static const char *const tls_keys[] = {
 	"cert", "key", "ca", "crl", "crl_stale", "verify_client",
-	"verify_depth", "ciphers", "curves", "min_version", "resumption", NULL,
+	"verify_depth", "ciphers", "curves", "min_version", "resumption",
+	"record_size", NULL,
 };
 static const char *const allow_keys[] = {
 	"cn", "ou", "dns", "uri", "email", "spki_sha256", NULL,
@@ -851,9 +856,20 @@ load_tls_policy(struct loader *l, const config_setting_t *tls,
 	li->verify_depth = DEFAULT_VERIFY_DEPTH;
 	li->min_version = 12;
 	li->resumption = CFG_RESUME_PSK_DHE_KE;
+	li->record_size = DEFAULT_RECORD_SIZE;
 	if (get_uint(l, tls, "verify_depth", 0, MAX_VERIFY_DEPTH,
-	    &li->verify_depth) != 0)
+	    &li->verify_depth) != 0 ||
+	    get_uint(l, tls, "record_size", 512, 16384, &li->record_size) != 0)
 		return -1;
+	if (li->record_size != 512 && li->record_size != 1024 &&
+	    li->record_size != 2048 && li->record_size != 4096 &&
+	    li->record_size != 16384) {
+		s = config_setting_get_member(tls, "record_size");
+		setting_path(s, where, sizeof(where));
+		fail(l, s, "%s: %u: use 512, 1024, 2048, 4096 or 16384 (the "
+		    "sizes TLS can announce)", where, li->record_size);
+		return -1;
+	}
 	if (get_string(l, tls, "verify_client", false, &v, &s) != 0)
 		return -1;
 	if (v != NULL) {
@@ -1027,6 +1043,7 @@ load_listener(struct loader *l, const config_setting_t *g,
 	li->handshake_timeout_ms = d->handshake_timeout_ms;
 	li->idle_timeout_ms = d->idle_timeout_ms;
 	li->max_connections = d->max_connections;
+	li->max_per_identity = d->max_per_identity;
 	li->linger_timeout_ms = DEFAULT_LINGER_TIMEOUT_MS;
 	if (get_seconds(l, g, "linger_timeout", 100, 3600000,
 	    &li->linger_timeout_ms) != 0 ||
@@ -1035,7 +1052,9 @@ load_listener(struct loader *l, const config_setting_t *g,
 	    get_seconds(l, g, "idle_timeout", 0, 86400000,
 	    &li->idle_timeout_ms) != 0 ||
 	    get_uint(l, g, "max_connections", 1, 1000000,
-	    &li->max_connections) != 0)
+	    &li->max_connections) != 0 ||
+	    get_uint(l, g, "max_connections_per_identity", 0, 1000000,
+	    &li->max_per_identity) != 0)
 		return -1;
 
 	if (get_typed(l, g, "tls", CONFIG_TYPE_GROUP, &tls) != 0)
@@ -1148,6 +1167,7 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	c->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
 	c->expiry_warn_days = DEFAULT_EXPIRY_WARN_DAYS;
 	c->ticket_lifetime_s = DEFAULT_TICKET_LIFETIME_S;
+	c->worker_connections = DEFAULT_WORKER_CONNECTIONS;
 	if (get_uint(l, root, "expiry_warn_days", 0, 3650,
 	    &c->expiry_warn_days) != 0 ||
 	    get_uint(l, root, "ticket_lifetime", 60, 604800,
@@ -1165,7 +1185,11 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	    get_seconds(l, root, "idle_timeout", 0, 86400000,
 	    &d.idle_timeout_ms) != 0 ||
 	    get_uint(l, root, "max_connections", 1, 1000000,
-	    &d.max_connections) != 0)
+	    &d.max_connections) != 0 ||
+	    get_uint(l, root, "max_connections_per_identity", 0, 1000000,
+	    &d.max_per_identity) != 0 ||
+	    get_uint(l, root, "worker_connections", 1, 1000000,
+	    &c->worker_connections) != 0)
 		return -1;
 
 	if (get_string(l, root, "user", false, &user, &s) != 0)

@@ -86,11 +86,13 @@ struct cfg_listener {
 	int min_version;             /* 12 or 13 */
 	int min_version_line;
 	enum cfg_resumption resumption;
+	unsigned record_size;        /* largest record we send (bytes) */
 	char *setting_tls;           /* "listeners[0].tls", for messages */
 	struct cfg_allow allow;
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms; /* 0: no idle timeout */
 	unsigned max_connections; /* per worker */
+	unsigned max_per_identity; /* per client identity, all workers; 0: off */
 	unsigned linger_timeout_ms; /* relay: after one side closed */
 	struct cfg_backend backend; /* mode relay only */
 	int line;                 /* line of the listener's group */
@@ -110,6 +112,7 @@ struct cfg {
 	struct cfg_file ticket_key_file; /* path NULL: keys made at start */
 	unsigned shutdown_timeout_ms; /* SIGTERM: time live connections get */
 	unsigned drain_timeout_ms;    /* reload: time old workers get */
+	unsigned worker_connections;  /* all listeners together, per worker */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 };

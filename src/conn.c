@@ -24,12 +24,17 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "census.h"
 #include "log.h"
 #include "net.h"
 #include "proxy.h"
 #include "tlssess.h"
 
-/* One TLS record's worth per direction. */
+/*
+ * One TLS record's worth per direction, taken from the worker's pool while
+ * bytes are in flight and given back when the direction is empty: an idle
+ * connection holds no copy buffer.
+ */
 #define CONN_BUF 16384
 #define CLOSE_MS 2000 /* for close_notify to a peer that may not read */
 /*
@@ -86,13 +91,15 @@ struct conn {
 	struct conn *prev, *next; /* in the worker's set */
 	struct dir dirs[2];
 	size_t ndirs;
-	uint64_t start_ms, deadline_ms, last_ms;
+	struct timerq_entry timer; /* the state's deadline */
+	uint64_t start_ms, last_ms;
 	uint64_t connect_start_ms, connect_ms;
 	bool backend_gone;        /* hang-up or error seen on the backend */
 	const char *first_eof;    /* "client" or "backend": who ended first */
 	size_t discarded;         /* CONN_REFUSED: bytes dropped */
 	bool unauthenticated;     /* verify_client optional, no certificate */
 	char allowed_by[160];     /* the allow rule that admitted the client */
+	uint64_t id_key;          /* census key, 0: not counted */
 	char peer[NET_ADDRSTRLEN];
 	struct sockaddr_storage peer_sa;
 	socklen_t peer_len;
@@ -122,12 +129,55 @@ conn_listener_init(struct conn_listener *cl, const struct cfg_listener *cfg,
 }
 
 void
-conn_set_init(struct conn_set *set, int epfd)
+conn_set_init(struct conn_set *set, int epfd, struct census *census,
+    unsigned worker)
 {
 	set->head = NULL;
 	set->dead = NULL;
 	set->n = 0;
 	set->epfd = epfd;
+	timerq_init(&set->timers);
+	set->census = census;
+	set->worker = worker;
+	set->npool = 0;
+}
+
+void
+conn_set_free(struct conn_set *set)
+{
+	while (set->npool > 0)
+		free(set->pool[--set->npool]);
+	timerq_free(&set->timers);
+}
+
+static void
+set_deadline(struct conn_set *set, struct conn *c, uint64_t ms)
+{
+	timerq_set(&set->timers, &c->timer, ms);
+}
+
+/* A copy buffer for ${d}, if it has none.  False: out of memory. */
+static bool
+buf_take(struct conn_set *set, struct dir *d)
+{
+	if (d->buf != NULL)
+		return true;
+	d->buf = set->npool > 0 ? set->pool[--set->npool] : malloc(CONN_BUF);
+	return d->buf != NULL;
+}
+
+/* ${d}'s buffer back to the pool, if it holds nothing to write. */
+static void
+buf_give(struct conn_set *set, struct dir *d)
+{
+	if (d->buf == NULL || d->off < d->len)
+		return;
+	if (set->npool < CONN_POOL_MAX)
+		set->pool[set->npool++] = d->buf;
+	else
+		free(d->buf);
+	d->buf = NULL;
+	d->off = d->len = 0;
 }
 
 /* Register interest in ${want}, touching epoll only on change. */
@@ -342,6 +392,12 @@ conn_free(struct conn_set *set, struct conn *c)
 		c->next->prev = c->prev;
 	set->n--;
 	c->l->active--;
+	set_deadline(set, c, 0);
+	if (set->census != NULL) {
+		if (c->id_key != 0)
+			census_id_del(set->census, set->worker, c->id_key);
+		census_conns_set(set->census, set->worker, set->n);
+	}
 	side_close(set, &c->backend);
 	side_close(set, &c->client);
 	c->state = CONN_DONE;
@@ -358,8 +414,11 @@ conn_set_reap(struct conn_set *set)
 
 	for (c = set->dead; c != NULL; c = next) {
 		next = c->next;
-		for (i = 0; i < c->ndirs; i++)
-			free(c->dirs[i].buf);
+		for (i = 0; i < c->ndirs; i++) {
+			/* Whatever it held is undeliverable now. */
+			c->dirs[i].off = c->dirs[i].len;
+			buf_give(set, &c->dirs[i]);
+		}
 		free(c);
 	}
 	set->dead = NULL;
@@ -376,7 +435,7 @@ begin_closing(struct conn_set *set, struct conn *c, uint64_t now_ms,
 	log_close(c, now_ms, reason, words);
 	side_close(set, &c->backend);
 	c->state = CONN_CLOSING;
-	c->deadline_ms = now_ms + CLOSE_MS;
+	set_deadline(set, c, now_ms + CLOSE_MS);
 }
 
 static void enter_refused(struct conn_set *set, struct conn *c,
@@ -429,7 +488,8 @@ fail_side(struct conn *c, const struct side *s, uint64_t now_ms)
 
 /* Advance direction ${d} as far as it goes; false if the connection died. */
 static bool
-pump(struct conn *c, struct dir *d, uint64_t now_ms)
+pump_some(struct conn_set *set, struct conn *c, struct dir *d,
+    uint64_t now_ms)
 {
 	unsigned budget = PUMP_BUDGET;
 
@@ -471,6 +531,10 @@ pump(struct conn *c, struct dir *d, uint64_t now_ms)
 		if (d->shut)
 			return true;
 		if (d->drop) {
+			if (!buf_take(set, d)) {
+				finish(c, now_ms, "io-error", "out of memory");
+				return false;
+			}
 			r = ep_read(d->src, d->buf, CONN_BUF, &n);
 			if (r == TLS_IO_OK) {
 				d->bytes += n;
@@ -516,8 +580,13 @@ pump(struct conn *c, struct dir *d, uint64_t now_ms)
 				d->src->want_out = true;
 			return true;
 		}
+		if (!buf_take(set, d)) {
+			finish(c, now_ms, "io-error", "out of memory");
+			return false;
+		}
 		r = ep_read(d->src, d->buf, CONN_BUF, &n);
 		if (r == TLS_IO_OK) {
+			d->off = 0;
 			d->len = n;
 			d->bytes += n;
 			c->last_ms = now_ms;
@@ -542,8 +611,18 @@ pump(struct conn *c, struct dir *d, uint64_t now_ms)
 	}
 }
 
+static bool
+pump(struct conn_set *set, struct conn *c, struct dir *d, uint64_t now_ms)
+{
+	bool alive = pump_some(set, c, d, now_ms);
+
+	/* Between wakeups an empty direction holds no buffer. */
+	buf_give(set, d);
+	return alive;
+}
+
 static void
-update_deadline(struct conn *c)
+update_deadline(struct conn_set *set, struct conn *c)
 {
 	const struct cfg_listener *lc = c->l->cfg;
 	size_t i;
@@ -554,11 +633,11 @@ update_deadline(struct conn *c)
 		half |= c->dirs[i].shut || c->dirs[i].eof || c->dirs[i].drop ||
 		    c->backend_gone;
 	if (half && c->ndirs > 1)
-		c->deadline_ms = c->last_ms + lc->linger_timeout_ms;
+		set_deadline(set, c, c->last_ms + lc->linger_timeout_ms);
 	else if (lc->idle_timeout_ms > 0)
-		c->deadline_ms = c->last_ms + lc->idle_timeout_ms;
+		set_deadline(set, c, c->last_ms + lc->idle_timeout_ms);
 	else
-		c->deadline_ms = 0;
+		set_deadline(set, c, 0);
 }
 
 static void
@@ -570,7 +649,7 @@ step_data(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	c->client.want_in = c->client.want_out = false;
 	c->backend.want_in = c->backend.want_out = false;
 	for (i = 0; i < c->ndirs; i++)
-		if (!pump(c, &c->dirs[i], now_ms))
+		if (!pump(set, c, &c->dirs[i], now_ms))
 			return;
 	for (i = 0; i < c->ndirs; i++)
 		done &= c->dirs[i].shut;
@@ -592,23 +671,11 @@ step_data(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		finish(c, now_ms, "io-error", "epoll failed");
 		return;
 	}
-	update_deadline(c);
+	update_deadline(set, c);
 }
 
 static bool
-alloc_dirs(struct conn *c, size_t n)
-{
-	size_t i;
-
-	c->ndirs = n;
-	for (i = 0; i < n; i++)
-		if ((c->dirs[i].buf = malloc(CONN_BUF)) == NULL)
-			return false;
-	return true;
-}
-
-static void
-enter_echo(struct conn *c, uint64_t now_ms)
+enter_echo(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
 	const struct cfg_listener *lc = c->l->cfg;
 	struct dir *d = &c->dirs[0];
@@ -616,6 +683,9 @@ enter_echo(struct conn *c, uint64_t now_ms)
 	c->state = CONN_ECHO;
 	c->last_ms = now_ms;
 	d->src = d->dst = &c->client;
+	if ((lc->mode == CFG_MODE_WHOAMI || lc->banner != NULL) &&
+	    !buf_take(set, d))
+		return false;
 	if (lc->mode == CFG_MODE_WHOAMI) {
 		struct identity id;
 
@@ -629,11 +699,12 @@ enter_echo(struct conn *c, uint64_t now_ms)
 		memcpy(d->buf, lc->banner, lc->banner_len);
 		d->len = lc->banner_len;
 	}
+	return true;
 }
 
 /* The PROXY header goes first in the client -> backend direction. */
-static void
-queue_proxy_header(struct conn *c)
+static bool
+queue_proxy_header(struct conn_set *set, struct conn *c)
 {
 	const struct cfg_backend *b = &c->l->cfg->backend;
 	struct dir *up = &c->dirs[0];
@@ -643,13 +714,15 @@ queue_proxy_header(struct conn *c)
 	struct proxy_tls t;
 
 	if (b->proxy == CFG_PROXY_OFF)
-		return;
+		return true;
+	if (!buf_take(set, up))
+		return false;
 	if (getsockname(c->client.fd, (struct sockaddr *)&local, &llen) != 0)
 		memset(&local, 0, sizeof(local));
 	if (b->proxy == CFG_PROXY_V1) {
 		up->len = proxy_v1((struct sockaddr *)&c->peer_sa,
 		    (struct sockaddr *)&local, (char *)up->buf, CONN_BUF);
-		return;
+		return true;
 	}
 	tlssess_peer_cn(c->client.tls, cn, sizeof(cn));
 	tlssess_peer_uri(c->client.tls, uri, sizeof(uri));
@@ -660,6 +733,7 @@ queue_proxy_header(struct conn *c)
 	t.cert_verified = !c->unauthenticated;
 	up->len = proxy_v2((struct sockaddr *)&c->peer_sa,
 	    (struct sockaddr *)&local, &t, up->buf, CONN_BUF);
+	return true;
 }
 
 static void
@@ -695,7 +769,7 @@ start_connect(struct conn_set *set, struct conn *c, uint64_t now_ms)
 
 	c->state = CONN_CONNECTING;
 	c->connect_start_ms = now_ms;
-	c->deadline_ms = now_ms + b->connect_timeout_ms;
+	set_deadline(set, c, now_ms + b->connect_timeout_ms);
 	/* The client waits: its bytes stay in the kernel until we relay. */
 	if (arm(set, &c->client, 0) != 0) {
 		finish(c, now_ms, "io-error", "epoll failed");
@@ -767,7 +841,10 @@ step_connecting(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		return;
 	}
 	set_keepalive(c->backend.fd);
-	queue_proxy_header(c);
+	if (!queue_proxy_header(set, c)) {
+		finish(c, now_ms, "io-error", "out of memory");
+		return;
+	}
 	c->state = CONN_PROXY;
 	step_proxy(set, c, now_ms);
 }
@@ -798,7 +875,7 @@ step_proxy(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		up->off += (size_t)n;
 		up->written += (size_t)n;
 	}
-	up->off = up->len = 0;
+	buf_give(set, up);
 	if (c->l->cfg->backend.tls) {
 		c->backend.tls = tlssess_new_client(c->l->tls, c->backend.fd);
 		if (c->backend.tls == NULL) {
@@ -837,7 +914,7 @@ enter_refused(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
 	(void)shutdown(c->client.fd, SHUT_WR); /* after the queued alert */
 	c->state = CONN_REFUSED;
-	c->deadline_ms = now_ms + REFUSED_LINGER_MS;
+	set_deadline(set, c, now_ms + REFUSED_LINGER_MS);
 	if (arm(set, &c->client, EPOLLIN) != 0)
 		c->state = CONN_DONE;
 	else
@@ -845,12 +922,55 @@ enter_refused(struct conn_set *set, struct conn *c, uint64_t now_ms)
 }
 
 /*
- * The handshake succeeded; does the client get in?  Optional verification
- * may have let a bad certificate through; the allow-list decides between
- * verified clients.  False with ${why} filled if refused.
+ * max_connections_per_identity: count the client under its SPIFFE ID (its
+ * first URI name) or else its subject, across all workers.  False with
+ * ${why} filled if it already holds its share.
  */
 static bool
-admit(struct conn *c, uint64_t now_ms, struct tls_refusal *why)
+admit_identity(struct conn_set *set, struct conn *c, struct tls_refusal *why)
+{
+	const struct cfg_listener *lc = c->l->cfg;
+	char ident[512];
+	uint64_t key;
+	unsigned held;
+
+	if (lc->max_per_identity == 0 || c->unauthenticated ||
+	    set->census == NULL)
+		return true;
+	tlssess_peer_uri(c->client.tls, ident, sizeof(ident));
+	if (ident[0] == '\0')
+		tlssess_peer_subject(c->client.tls, ident, sizeof(ident));
+	key = census_id_key(set->census, lc->name, ident);
+	held = census_id_count(set->census, key);
+	if (held < lc->max_per_identity &&
+	    census_id_add(set->census, set->worker, key) == 0) {
+		c->id_key = key;
+		return true;
+	}
+	memset(why, 0, sizeof(*why));
+	why->token = "identity-limit";
+	why->words = "too many connections for this client identity";
+	if (held < lc->max_per_identity)
+		snprintf(why->detail, sizeof(why->detail), "%.300s: this "
+		    "worker's identity table is full", ident);
+	else
+		snprintf(why->detail, sizeof(why->detail), "%.300s already "
+		    "holds %u connection(s) (max_connections_per_identity = "
+		    "%u)", ident, held, lc->max_per_identity);
+	tlssess_peer_subject(c->client.tls, why->subject,
+	    sizeof(why->subject));
+	return false;
+}
+
+/*
+ * The handshake succeeded; does the client get in?  Optional verification
+ * may have let a bad certificate through; the allow-list decides between
+ * verified clients, then the per-identity limit.  False with ${why} filled
+ * if refused.
+ */
+static bool
+admit(struct conn_set *set, struct conn *c, uint64_t now_ms,
+    struct tls_refusal *why)
 {
 	struct conn_listener *l = c->l;
 	struct identity id;
@@ -874,12 +994,12 @@ admit(struct conn *c, uint64_t now_ms, struct tls_refusal *why)
 		l->crl_warned_ms = now_ms;
 	}
 	if (v == 0 || identity_allow_empty(&l->allow))
-		return true;
+		return admit_identity(set, c, why);
 	tlssess_peer_identity(c->client.tls, &id);
 	if (identity_match(&l->allow, &id, rule, sizeof(rule))) {
 		snprintf(c->allowed_by, sizeof(c->allowed_by), "%s", rule);
 		identity_clear(&id);
-		return true;
+		return admit_identity(set, c, why);
 	}
 	memset(why, 0, sizeof(*why));
 	why->token = "identity-not-allowed";
@@ -902,23 +1022,21 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 
 	switch (r) {
 	case TLS_IO_OK:
-		if (!admit(c, now_ms, &why)) {
+		if (!admit(set, c, now_ms, &why)) {
 			log_refusal(c, now_ms, &why);
 			tlssess_deny(c->client.tls, why.token);
 			enter_refused(set, c, now_ms);
 			return;
 		}
-		/* The client is in: now it gets buffers (an unauthenticated
-		 * peer holds only what mbedTLS needs for the handshake). */
-		if (!alloc_dirs(c, c->l->cfg->mode == CFG_MODE_RELAY ? 2 : 1)) {
-			finish(c, now_ms, "io-error", "out of memory");
-			return;
-		}
+		c->ndirs = c->l->cfg->mode == CFG_MODE_RELAY ? 2 : 1;
 		if (c->l->cfg->mode == CFG_MODE_RELAY) {
 			start_connect(set, c, now_ms);
 			return;
 		}
-		enter_echo(c, now_ms);
+		if (!enter_echo(set, c, now_ms)) {
+			finish(c, now_ms, "io-error", "out of memory");
+			return;
+		}
 		step_data(set, c, now_ms);
 		return;
 	case TLS_IO_WANT_READ:
@@ -981,7 +1099,8 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	struct conn *c;
 	char a[NET_ADDRSTRLEN];
 
-	if ((c = calloc(1, sizeof(*c))) == NULL)
+	if (timerq_reserve(&set->timers, set->n + 1) != 0 ||
+	    (c = calloc(1, sizeof(*c))) == NULL)
 		goto err0;
 	c->client.kind = c->backend.kind = CONN_EV_KIND;
 	c->client.c = c->backend.c = c;
@@ -989,7 +1108,6 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	c->backend.fd = -1;
 	c->l = l;
 	c->start_ms = c->last_ms = now_ms;
-	c->deadline_ms = now_ms + l->cfg->handshake_timeout_ms;
 	set_keepalive(fd);
 	if (peerlen <= sizeof(c->peer_sa)) {
 		memcpy(&c->peer_sa, peer, peerlen);
@@ -1008,6 +1126,9 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	set->head = c;
 	set->n++;
 	l->active++;
+	set_deadline(set, c, now_ms + l->cfg->handshake_timeout_ms);
+	if (set->census != NULL)
+		census_conns_set(set->census, set->worker, set->n);
 	/* The ClientHello is usually here already: start without a wakeup. */
 	step(set, c, now_ms);
 	return 0;
@@ -1100,15 +1221,22 @@ expire(struct conn_set *set, struct conn *c, uint64_t now_ms)
 }
 
 void
-conn_set_tick(struct conn_set *set, uint64_t now_ms)
+conn_set_expire(struct conn_set *set, uint64_t now_ms)
 {
-	struct conn *c, *next;
+	struct timerq_entry *e;
 
-	for (c = set->head; c != NULL; c = next) {
-		next = c->next;
-		if (c->deadline_ms != 0 && now_ms >= c->deadline_ms)
-			expire(set, c, now_ms);
+	while ((e = timerq_pop(&set->timers, now_ms)) != NULL) {
+		struct conn *c = (struct conn *)(void *)((char *)e -
+		    offsetof(struct conn, timer));
+
+		expire(set, c, now_ms);
 	}
+}
+
+uint64_t
+conn_set_next_deadline(const struct conn_set *set)
+{
+	return timerq_next(&set->timers);
 }
 
 void

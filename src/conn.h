@@ -16,9 +16,11 @@
 
 #include "config.h"
 #include "identity.h"
+#include "timerq.h"
 
 struct tlsctx;
 struct conn;
+struct census;
 
 /*
  * epoll cookies: a connection's cookies start with an int equal to
@@ -43,19 +45,35 @@ struct conn_listener {
 void conn_listener_init(struct conn_listener *cl,
     const struct cfg_listener *cfg, struct tlsctx *tls);
 
+/* Spare copy buffers a worker keeps for its next busy connection. */
+#define CONN_POOL_MAX 64
+
 /* All connections of a worker; owned by the worker. */
 struct conn_set {
 	struct conn *head; /* live connections */
 	size_t n;
 	struct conn *dead; /* finished: freed by conn_set_reap() */
 	int epfd;
+	struct timerq timers;   /* every connection's one deadline */
+	struct census *census;  /* shared counts; NULL: none */
+	unsigned worker;        /* our part of the census */
+	void *pool[CONN_POOL_MAX]; /* free copy buffers */
+	size_t npool;
 };
 
 /**
- * conn_set_init(set, epfd):
- * An empty set whose connections register with epoll instance ${epfd}.
+ * conn_set_init(set, epfd, census, worker):
+ * An empty set whose connections register with epoll instance ${epfd} and
+ * are counted as worker ${worker}'s in ${census} (NULL: not counted).
  */
-void conn_set_init(struct conn_set *set, int epfd);
+void conn_set_init(struct conn_set *set, int epfd, struct census *census,
+    unsigned worker);
+
+/**
+ * conn_set_free(set):
+ * Free what an empty set holds (after conn_set_close_all and _reap).
+ */
+void conn_set_free(struct conn_set *set);
 
 /**
  * conn_new(set, l, fd, peer, peerlen, now_ms):
@@ -81,10 +99,17 @@ void conn_event(struct conn_set *set, void *cookie, uint32_t events,
 void conn_set_reap(struct conn_set *set);
 
 /**
- * conn_set_tick(set, now_ms):
- * Expire connections whose deadline passed (handshake or idle timeout).
+ * conn_set_expire(set, now_ms):
+ * Expire connections whose deadline passed (handshake, idle, linger,
+ * backend connect, close).
  */
-void conn_set_tick(struct conn_set *set, uint64_t now_ms);
+void conn_set_expire(struct conn_set *set, uint64_t now_ms);
+
+/**
+ * conn_set_next_deadline(set):
+ * A time (ms) at or before the nearest deadline, 0 if there is none.
+ */
+uint64_t conn_set_next_deadline(const struct conn_set *set);
 
 /**
  * conn_set_close_all(set, reason, now_ms):

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,6 +23,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "census.h"
 #include "log.h"
 #include "net.h"
 #include "notify.h"
@@ -33,6 +36,7 @@
 #define RESPAWN_MAX_MS 10000
 #define STABLE_MS 5000      /* a worker up this long resets the back-off */
 #define KILL_GRACE_MS 5000  /* after shutdown_timeout, before SIGKILL */
+#define STATUS_MS 2000      /* STATUS= refresh (sent only when it changed) */
 #define MAX_OLD_GENS 3      /* draining generations kept; older are killed */
 #define CAP_GRACE_MS 2000   /* for a worker told to close all at once */
 
@@ -47,6 +51,7 @@ struct gen {
 	int *reused;        /* per listener: index of the fd in the previous
 	                       generation it takes over, or -1 */
 	size_t kept, opened; /* listener sockets kept from / added to prev */
+	struct census *census; /* its workers' shared counts */
 };
 
 /* A worker process. */
@@ -74,6 +79,7 @@ struct master {
 	uint64_t kill_at_ms;
 	uint64_t watchdog_ms; /* ping interval, 0: no watchdog */
 	uint64_t next_watchdog_ms;
+	uint64_t next_status_ms;
 	char status[512];
 	char nearest[200];    /* the nearest certificate expiry, for STATUS= */
 	uint32_t next_drain_ms; /* drain_timeout of the generation taking over */
@@ -220,6 +226,19 @@ report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
 				log_msg(LOG_WARNING, "listener %s: private key %s "
 				    "is readable by group or others (mode %04o): "
 				    "chmod 600 it", li->name, li->key.path, mode);
+		}
+		if (li->idle_timeout_ms == 0) {
+			/* Only TCP keepalive (~2 min) then ends a silent peer. */
+			if (out != NULL)
+				fprintf(out, "warning: listener %s: idle_timeout "
+				    "= 0: idle clients hold their connection "
+				    "(and memory) as long as they like\n",
+				    li->name);
+			else
+				log_msg(LOG_WARNING, "listener %s: idle_timeout "
+				    "= 0: idle clients hold their connection "
+				    "(and memory) as long as they like",
+				    li->name);
 		}
 	}
 }
@@ -376,8 +395,36 @@ gen_free(struct gen *g)
 		close(g->pipe_r);
 	if (g->pipe_w >= 0)
 		close(g->pipe_w);
+	census_free(g->census);
 	cfg_free(g->cfg);
 	free(g);
+}
+
+/*
+ * The generation's shared counts: connections per worker for STATUS=, and
+ * identity tables if a listener limits connections per identity (room for
+ * every connection a worker may hold, twice, so probes stay short).
+ */
+static int
+gen_census(struct gen *g, char *err, size_t errlen)
+{
+	unsigned char seed[16];
+	size_t i, slots = 0;
+
+	for (i = 0; i < g->nls; i++)
+		if (g->cfg->listeners[i].max_per_identity > 0)
+			slots = 2 * (size_t)g->cfg->worker_connections;
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		return -1;
+	}
+	g->census = census_new(g->cfg->workers, slots, seed);
+	if (g->census == NULL) {
+		snprintf(err, errlen, "shared memory for %u workers: %s",
+		    g->cfg->workers, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -417,7 +464,8 @@ gen_new(struct cfg *c, const struct gen *prev, unsigned id, char *err,
 		if ((g->ls[i].tls = tlsctx_new(c, &c->listeners[i], err,
 		    errlen)) == NULL)
 			goto err;
-	if (resolve_creds(c, &g->creds, err, errlen) != 0)
+	if (resolve_creds(c, &g->creds, err, errlen) != 0 ||
+	    gen_census(g, err, errlen) != 0)
 		goto err;
 	if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) != 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
@@ -470,6 +518,7 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 			.index = idx,
 			.generation = g->id,
 			.creds = g->creds,
+			.census = g->census,
 		};
 		int status;
 
@@ -592,10 +641,16 @@ signal_workers(struct master *m, int sig)
 static void
 set_status(struct master *m)
 {
-	snprintf(m->status, sizeof(m->status), "generation %u: %zu "
-	    "listener(s), %u worker(s)%s%s%s", m->cur->id, m->cur->nls,
-	    m->nslots, m->failed_reloads ? "; last reload failed" : "",
-	    m->nearest[0] ? "; nearest expiry: " : "", m->nearest);
+	char draining[64] = "";
+
+	if (m->nold > 0)
+		snprintf(draining, sizeof(draining), ", %zu draining",
+		    m->nold);
+	snprintf(m->status, sizeof(m->status), "generation %u: %" PRIu64
+	    " connection(s), %zu listener(s), %u worker(s)%s%s%s%s",
+	    m->cur->id, census_conns_total(m->cur->census), m->cur->nls,
+	    m->nslots, draining, m->failed_reloads ? "; last reload failed" :
+	    "", m->nearest[0] ? "; nearest expiry: " : "", m->nearest);
 }
 
 /* Log the dates of generation ${g} and remember the nearest expiry. */
@@ -854,6 +909,8 @@ poll_timeout(const struct master *m, uint64_t now)
 			next = m->old[i].kill_at_ms;
 	if (m->watchdog_ms != 0 && m->next_watchdog_ms < next)
 		next = m->next_watchdog_ms;
+	if (!m->stopping && m->next_status_ms < next)
+		next = m->next_status_ms;
 	if (m->stopping && m->kill_at_ms < next)
 		next = m->kill_at_ms;
 	return next > now ? (int)(next - now) : 0;
@@ -890,6 +947,16 @@ timers(struct master *m, uint64_t now)
 		if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms != 0 &&
 		    now >= m->slots[i].respawn_at_ms)
 			spawn(m, (unsigned)i, now);
+	if (now >= m->next_status_ms) {
+		/* Keep `systemctl status` current: connections come and go. */
+		char before[sizeof(m->status)];
+
+		memcpy(before, m->status, sizeof(before));
+		set_status(m);
+		if (strcmp(before, m->status) != 0)
+			notify_status("%s", m->status);
+		m->next_status_ms = now + STATUS_MS;
+	}
 }
 
 static void

@@ -586,6 +586,26 @@ setup_tickets(const struct cfg *c, const struct cfg_listener *li,
 	return 0;
 }
 
+#if defined(MBEDTLS_SSL_MAX_FRAGMENT_LENGTH)
+/* tls.record_size (config checked it is one of these) as an MFL code. */
+static unsigned char
+mfl_code(unsigned size)
+{
+	switch (size) {
+	case 512:
+		return MBEDTLS_SSL_MAX_FRAG_LEN_512;
+	case 1024:
+		return MBEDTLS_SSL_MAX_FRAG_LEN_1024;
+	case 2048:
+		return MBEDTLS_SSL_MAX_FRAG_LEN_2048;
+	case 4096:
+		return MBEDTLS_SSL_MAX_FRAG_LEN_4096;
+	default:
+		return MBEDTLS_SSL_MAX_FRAG_LEN_NONE;
+	}
+}
+#endif
+
 static int
 setup_conf(struct tlsctx *t, const struct cfg_listener *li, char *err,
     size_t errlen)
@@ -628,6 +648,16 @@ setup_conf(struct tlsctx *t, const struct cfg_listener *li, char *err,
 	ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, &t->key);
 	if (ret != 0)
 		goto fail;
+#if defined(MBEDTLS_SSL_MAX_FRAGMENT_LENGTH)
+	/*
+	 * The records we send: with variable buffer length (bundled build)
+	 * this is also the output buffer an established connection keeps.
+	 * What clients send is not limited by it.
+	 */
+	if ((ret = mbedtls_ssl_conf_max_frag_len(&t->conf,
+	    mfl_code(li->record_size))) != 0)
+		goto fail;
+#endif
 	if (t->tickets) {
 		/* Forward-secret resumption unless psk_ke is asked for. */
 		mbedtls_ssl_conf_tls13_key_exchange_modes(&t->conf,

@@ -18,11 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "census.h"
 #include "conn.h"
 #include "log.h"
 #include "tlsctx.h"
 
-#define TICK_MS 250          /* timer granularity for all deadlines */
+#define TICK_MS 250          /* housekeeping: paused listeners */
 #define ACCEPT_BATCH 64      /* accepts per wakeup, so one listener can't hog */
 #define ACCEPT_PAUSE_MS 250  /* after EMFILE and friends */
 #define MAX_EVENTS 128
@@ -54,6 +55,7 @@ struct worker {
 	bool stopping;
 	uint64_t stop_deadline;
 	uint64_t last_limit_log;
+	unsigned max_conns; /* worker_connections */
 };
 
 uint64_t
@@ -122,6 +124,17 @@ accept_some(struct worker *w, struct wl *l, uint64_t now)
 		socklen_t len = sizeof(ss);
 		int fd, one = 1;
 
+		if (w->conns.n >= w->max_conns) {
+			if (now - w->last_limit_log >= 1000) {
+				log_event(LOG_WARNING, LOG_ID_LIMIT, NULL, 0,
+				    "worker %u is at worker_connections (%u); "
+				    "not accepting until one closes", w->index,
+				    w->max_conns);
+				w->last_limit_log = now;
+			}
+			listener_pause(w, l, now + ACCEPT_PAUSE_MS);
+			return;
+		}
 		if (l->cl.active >= l->cl.cfg->max_connections) {
 			/*
 			 * Full: stop taking connections here, so the kernel
@@ -267,7 +280,9 @@ setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
 		snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
 		return -1;
 	}
-	conn_set_init(&w->conns, w->epfd);
+	conn_set_init(&w->conns, w->epfd, a->census, a->index);
+	if (a->census != NULL)
+		census_worker_start(a->census, a->index);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -341,7 +356,6 @@ tick(struct worker *w, uint64_t now)
 {
 	size_t i;
 
-	conn_set_tick(&w->conns, now);
 	if (w->stopping)
 		return;
 	for (i = 0; i < w->nls; i++)
@@ -373,7 +387,17 @@ loop(struct worker *w)
 				return;
 			}
 		}
-		timeout = next_tick > now ? (int)(next_tick - now) : 0;
+		{
+			uint64_t wake = next_tick, d;
+
+			/* The nearest connection deadline, to the millisecond. */
+			d = conn_set_next_deadline(&w->conns);
+			if (d != 0 && d < wake)
+				wake = d;
+			if (w->stopping && w->stop_deadline < wake)
+				wake = w->stop_deadline;
+			timeout = wake > now ? (int)(wake - now) : 0;
+		}
 		n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR) {
 			log_msg(LOG_ERR, "epoll_wait: %s", strerror(errno));
@@ -393,6 +417,7 @@ loop(struct worker *w)
 			if (*(int *)evs[i].data.ptr != EV_MASTER &&
 			    *(int *)evs[i].data.ptr != EV_SIGNAL)
 				dispatch(w, &evs[i], now);
+		conn_set_expire(&w->conns, now);
 		if (now >= next_tick) {
 			tick(w, now);
 			next_tick = now + TICK_MS;
@@ -417,6 +442,7 @@ worker_run(const struct worker_args *a)
 	w.generation = a->generation;
 	w.shutdown_ms = a->cfg->shutdown_timeout_ms;
 	w.drain_ms = a->cfg->drain_timeout_ms;
+	w.max_conns = a->cfg->worker_connections;
 	sigemptyset(&none);
 	sigaddset(&none, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &none, NULL);
@@ -436,6 +462,7 @@ out:
 		close(w.sig.fd);
 	if (w.epfd >= 0)
 		close(w.epfd);
+	conn_set_free(&w.conns);
 	free(w.ls);
 	return status;
 }

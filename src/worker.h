@@ -18,6 +18,7 @@
 #include "config.h"
 
 struct tlsctx;
+struct census;
 
 struct worker_listener {
 	int fd; /* listening socket, shared by all workers */
@@ -40,6 +41,7 @@ struct worker_args {
 	unsigned index;      /* 0..workers-1, for logs */
 	unsigned generation; /* 1, then one more per successful reload */
 	struct worker_creds creds;
+	struct census *census; /* the generation's shared counts, or NULL */
 };
 
 /**

@@ -1,0 +1,335 @@
+/*
+ * check_units: the worker's small data structures on their own.
+ *
+ * Suite "timerq": the deadline heap against a brute-force model under
+ * random set/cancel/later/earlier/pop sequences, plus the edge cases one
+ * by one (lazy re-filing of a deadline pushed later, cancel of a popped
+ * entry, ties).
+ *
+ * Suite "census": the shared counts across real processes (fork): per
+ * identity sums over workers, a restarted worker's part cleared, slot
+ * reuse after counts drop to zero, a full table refusing, rebuilds keeping
+ * live counts.
+ */
+#include <check.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "census.h"
+#include "timerq.h"
+
+/* --- timerq ------------------------------------------------------------- */
+
+START_TEST(timerq_pops_in_deadline_order_and_only_when_due)
+{
+	struct timerq q;
+	struct timerq_entry e[5];
+	uint64_t due[5] = { 50, 10, 40, 20, 30 };
+	size_t i;
+
+	memset(e, 0, sizeof(e));
+	timerq_init(&q);
+	ck_assert_int_eq(timerq_reserve(&q, 5), 0);
+	ck_assert_uint_eq(timerq_next(&q), 0);
+	for (i = 0; i < 5; i++)
+		timerq_set(&q, &e[i], due[i]);
+	ck_assert_uint_eq(timerq_next(&q), 10);
+	ck_assert_ptr_null(timerq_pop(&q, 9));
+	ck_assert_ptr_eq(timerq_pop(&q, 10), &e[1]);
+	ck_assert_ptr_null(timerq_pop(&q, 19));
+	ck_assert_ptr_eq(timerq_pop(&q, 35), &e[3]);
+	ck_assert_ptr_eq(timerq_pop(&q, 35), &e[4]);
+	ck_assert_ptr_null(timerq_pop(&q, 35));
+	ck_assert_ptr_eq(timerq_pop(&q, 100), &e[2]);
+	ck_assert_ptr_eq(timerq_pop(&q, 100), &e[0]);
+	ck_assert_ptr_null(timerq_pop(&q, 100));
+	ck_assert_uint_eq(timerq_next(&q), 0);
+	timerq_free(&q);
+}
+END_TEST
+
+START_TEST(timerq_deadline_pushed_later_is_not_popped_at_its_old_time)
+{
+	struct timerq q;
+	struct timerq_entry a, b;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	timerq_init(&q);
+	ck_assert_int_eq(timerq_reserve(&q, 2), 0);
+	timerq_set(&q, &a, 10);
+	timerq_set(&q, &b, 20);
+	timerq_set(&q, &a, 30); /* lazy: keeps its place */
+	ck_assert_uint_le(timerq_next(&q), 10);
+	ck_assert_ptr_eq(timerq_pop(&q, 25), &b);
+	ck_assert_ptr_null(timerq_pop(&q, 29));
+	ck_assert_uint_eq(timerq_next(&q), 30); /* re-filed at its due */
+	ck_assert_ptr_eq(timerq_pop(&q, 30), &a);
+	ck_assert_uint_eq(a.due, 30);
+	timerq_free(&q);
+}
+END_TEST
+
+START_TEST(timerq_deadline_moved_earlier_pops_at_the_new_time)
+{
+	struct timerq q;
+	struct timerq_entry a, b;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	timerq_init(&q);
+	ck_assert_int_eq(timerq_reserve(&q, 2), 0);
+	timerq_set(&q, &a, 100);
+	timerq_set(&q, &b, 50);
+	timerq_set(&q, &a, 5);
+	ck_assert_uint_eq(timerq_next(&q), 5);
+	ck_assert_ptr_eq(timerq_pop(&q, 5), &a);
+	timerq_free(&q);
+}
+END_TEST
+
+START_TEST(timerq_cancel_removes_and_cancel_twice_is_harmless)
+{
+	struct timerq q;
+	struct timerq_entry a, b;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	timerq_init(&q);
+	ck_assert_int_eq(timerq_reserve(&q, 2), 0);
+	timerq_set(&q, &a, 10);
+	timerq_set(&q, &b, 20);
+	timerq_set(&q, &a, 0);
+	timerq_set(&q, &a, 0);
+	ck_assert_ptr_eq(timerq_pop(&q, 100), &b);
+	ck_assert_ptr_null(timerq_pop(&q, 100));
+	/* A popped entry can be cancelled (no-op) and set again. */
+	timerq_set(&q, &b, 0);
+	timerq_set(&q, &b, 7);
+	ck_assert_ptr_eq(timerq_pop(&q, 7), &b);
+	timerq_free(&q);
+}
+END_TEST
+
+/* Random operations on 300 entries, checked against a plain array. */
+START_TEST(timerq_matches_a_brute_force_model)
+{
+	enum { N = 300, OPS = 60000 };
+	static struct timerq_entry e[N];
+	static uint64_t model[N]; /* due, 0: none */
+	struct timerq q;
+	uint64_t now = 1;
+	unsigned seed = 12345u + (unsigned)_i;
+	long i;
+
+	memset(e, 0, sizeof(e));
+	memset(model, 0, sizeof(model));
+	timerq_init(&q);
+	ck_assert_int_eq(timerq_reserve(&q, N), 0);
+	for (i = 0; i < OPS; i++) {
+		unsigned r = (unsigned)rand_r(&seed);
+		size_t k = r % N;
+
+		switch ((r >> 10) % 6) {
+		case 0: /* cancel */
+			timerq_set(&q, &e[k], 0);
+			model[k] = 0;
+			break;
+		case 1: case 2: /* set, maybe later, maybe earlier */
+			model[k] = now + 1 + (uint64_t)((r >> 13) % 1000);
+			timerq_set(&q, &e[k], model[k]);
+			break;
+		case 3: { /* time passes, pop everything due */
+			struct timerq_entry *p;
+			uint64_t earliest = 0;
+			size_t j;
+
+			now += (r >> 13) % 50;
+			while ((p = timerq_pop(&q, now)) != NULL) {
+				size_t idx = (size_t)(p - e);
+
+				ck_assert_uint_ne(model[idx], 0);
+				ck_assert_uint_le(model[idx], now);
+				ck_assert_uint_eq(p->due, model[idx]);
+				model[idx] = 0;
+			}
+			for (j = 0; j < N; j++) {
+				/* (not ck_assert: it is slow in a hot loop) */
+				if (model[j] != 0 && model[j] <= now)
+					ck_abort_msg("entry %zu due %llu not "
+					    "popped at %llu", j,
+					    (unsigned long long)model[j],
+					    (unsigned long long)now);
+				if (model[j] != 0 && (earliest == 0 ||
+				    model[j] < earliest))
+					earliest = model[j];
+			}
+			/* next is never later than the earliest deadline */
+			if (earliest != 0)
+				ck_assert_uint_le(timerq_next(&q), earliest);
+			else
+				ck_assert_uint_eq(timerq_next(&q), 0);
+			break;
+		}
+		default: /* idle timeouts: push later, the common case */
+			if (model[k] != 0) {
+				model[k] += 1 + (r >> 13) % 100;
+				timerq_set(&q, &e[k], model[k]);
+			}
+			break;
+		}
+	}
+	timerq_free(&q);
+}
+END_TEST
+
+/* --- census ------------------------------------------------------------- */
+
+static const unsigned char seed16[16] = "0123456789abcdef";
+
+START_TEST(census_sums_identities_over_worker_processes)
+{
+	struct census *c = census_new(3, 64, seed16);
+	uint64_t alice, bob;
+	unsigned w;
+	int st;
+
+	ck_assert_ptr_nonnull(c);
+	for (w = 0; w < 3; w++)
+		census_worker_start(c, w);
+	alice = census_id_key(c, "front", "spiffe://x/alice");
+	bob = census_id_key(c, "front", "spiffe://x/bob");
+	ck_assert_uint_ne(alice, bob);
+	/* The same name on another listener is another key. */
+	ck_assert_uint_ne(alice, census_id_key(c, "other", "spiffe://x/alice"));
+	for (w = 0; w < 3; w++) {
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			/* worker w: w+1 alices, one bob, then its count */
+			for (unsigned k = 0; k <= w; k++)
+				if (census_id_add(c, w, alice) != 0)
+					_exit(1);
+			if (census_id_add(c, w, bob) != 0)
+				_exit(1);
+			census_conns_set(c, w, w + 2);
+			_exit(0);
+		}
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	ck_assert_uint_eq(census_id_count(c, alice), 1 + 2 + 3);
+	ck_assert_uint_eq(census_id_count(c, bob), 3);
+	ck_assert_uint_eq(census_conns_total(c), 2 + 3 + 4);
+	/* Worker 1 restarts: what it held went with it. */
+	census_worker_start(c, 1);
+	ck_assert_uint_eq(census_id_count(c, alice), 1 + 3);
+	ck_assert_uint_eq(census_id_count(c, bob), 2);
+	ck_assert_uint_eq(census_conns_total(c), 2 + 4);
+	census_id_del(c, 0, alice);
+	census_id_del(c, 0, alice); /* more dels than adds: stays at 0 */
+	ck_assert_uint_eq(census_id_count(c, alice), 3);
+	census_free(c);
+}
+END_TEST
+
+START_TEST(census_table_reuses_freed_slots_and_refuses_when_full)
+{
+	struct census *c = census_new(1, 16, seed16);
+	uint64_t k[17];
+	char name[32];
+	unsigned i, round;
+
+	ck_assert_ptr_nonnull(c);
+	census_worker_start(c, 0);
+	for (i = 0; i < 17; i++) {
+		snprintf(name, sizeof(name), "client-%u", i);
+		k[i] = census_id_key(c, "l", name);
+	}
+	/* Many more distinct identities over time than slots: each comes,
+	 * goes, and its slot is reused. */
+	for (round = 0; round < 50; round++) {
+		for (i = 0; i < 16; i++) {
+			snprintf(name, sizeof(name), "r%u-c%u", round, i);
+			uint64_t key = census_id_key(c, "l", name);
+
+			ck_assert_int_eq(census_id_add(c, 0, key), 0);
+			ck_assert_uint_eq(census_id_count(c, key), 1);
+			census_id_del(c, 0, key);
+			ck_assert_uint_eq(census_id_count(c, key), 0);
+		}
+	}
+	/* 16 live identities fill it; the 17th is refused; one leaving
+	 * makes room; the live counts survive the rebuilds. */
+	for (i = 0; i < 16; i++)
+		ck_assert_int_eq(census_id_add(c, 0, k[i]), 0);
+	ck_assert_int_eq(census_id_add(c, 0, k[16]), -1);
+	census_id_del(c, 0, k[3]);
+	ck_assert_int_eq(census_id_add(c, 0, k[16]), 0);
+	for (i = 0; i < 17; i++)
+		ck_assert_uint_eq(census_id_count(c, k[i]), i == 3 ? 0 : 1);
+	/* An identity already present still counts up when full. */
+	ck_assert_int_eq(census_id_add(c, 0, k[0]), 0);
+	ck_assert_uint_eq(census_id_count(c, k[0]), 2);
+	census_free(c);
+}
+END_TEST
+
+START_TEST(census_without_identity_tables_counts_connections_only)
+{
+	struct census *c = census_new(2, 0, seed16);
+	uint64_t key;
+
+	ck_assert_ptr_nonnull(c);
+	census_worker_start(c, 0);
+	census_worker_start(c, 1);
+	key = census_id_key(c, "l", "x");
+	ck_assert_int_eq(census_id_add(c, 0, key), -1);
+	ck_assert_uint_eq(census_id_count(c, key), 0);
+	census_conns_set(c, 1, 7);
+	ck_assert_uint_eq(census_conns_total(c), 7);
+	census_free(c);
+	census_free(NULL);
+}
+END_TEST
+
+static Suite *
+units_suite(void)
+{
+	Suite *s = suite_create("units");
+	TCase *tc = tcase_create("timerq");
+
+	tcase_add_test(tc, timerq_pops_in_deadline_order_and_only_when_due);
+	tcase_add_test(tc,
+	    timerq_deadline_pushed_later_is_not_popped_at_its_old_time);
+	tcase_add_test(tc, timerq_deadline_moved_earlier_pops_at_the_new_time);
+	tcase_add_test(tc, timerq_cancel_removes_and_cancel_twice_is_harmless);
+	tcase_add_loop_test(tc, timerq_matches_a_brute_force_model, 0, 3);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("census");
+	tcase_add_test(tc, census_sums_identities_over_worker_processes);
+	tcase_add_test(tc,
+	    census_table_reuses_freed_slots_and_refuses_when_full);
+	tcase_add_test(tc,
+	    census_without_identity_tables_counts_connections_only);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(units_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
