@@ -6,6 +6,8 @@
 #   make          build build/tls-echod
 #   make install  PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc
 #   make update-mbedtls   refetch and rebuild the bundled mbedTLS 3.6 LTS
+#   make bench    install stunnel4 and haproxy if missing, build bench/, run
+#                 bench/run.sh (BENCH_QUICK=1: a ~2-minute smoke run)
 #
 # Warnings and hardening follow ../shared/STYLE.md; WERROR=1 (CI) makes
 # warnings errors.
@@ -23,6 +25,7 @@ BUILDDIR ?= build
 
 OBJDIR := $(BUILDDIR)/obj
 TESTDIR := $(BUILDDIR)/test
+BENCHDIR := $(BUILDDIR)/bench
 
 .DEFAULT_GOAL := all
 
@@ -234,7 +237,7 @@ FUZZ_SUITE := fuzz/fuzz.sh
 # otherwise); NO_SYSTEMD=1 leaves it out.
 SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
 
-check-build: $(BIN) $(TEST_BINS)
+check-build: $(BIN) $(TEST_BINS) $(BENCHDIR)/loadgen $(BENCHDIR)/echo-backend
 
 check-run: check-build
 	@rm -rf $(TESTDIR)/pki $(TESTDIR)/tmp
@@ -243,13 +246,49 @@ check-run: check-build
 	@BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) TLS_ECHOD_BIN=$(abspath $(BIN)) \
 	  TEST_PKI=$(abspath $(TESTDIR)/pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/tmp) \
-	  test/run-tests.sh $(TEST_BINS) test/check-man.sh $(FUZZ_SUITE) $(SYSTEMD_SUITE)
+	  test/run-tests.sh $(TEST_BINS) test/check-man.sh test/check-bench.sh \
+	  $(FUZZ_SUITE) $(SYSTEMD_SUITE)
 
 # Real systemd: boots Debian 12 under systemd-nspawn (root; cached root
 # filesystem in $(BUILDDIR)/nspawn), installs there, drives the units.
 .PHONY: check-systemd
 check-systemd: $(BIN)
 	@BUILDDIR=$(BUILDDIR) test/check-systemd.sh
+
+# --- benchmarks (bench/) ---------------------------------------------------
+# bench/run.sh: tls-echod, stunnel and haproxy side by side and the crypto
+# bound of our mbedTLS (see the script's header).  The peers are bench-only
+# dependencies: `make bench` passes them to scripts/install-deps.sh, so
+# `make check` never installs them; libssl-dev (the load generator's client
+# library) is already a test dependency.
+BENCH_BINS := $(BENCHDIR)/loadgen $(BENCHDIR)/cryptobench $(BENCHDIR)/echo-backend
+BENCH_DEPS := stunnel4 haproxy
+BENCH_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(WARNFLAGS)) \
+	$(OPTFLAGS) -D_GNU_SOURCE $(CFLAGS)
+
+.PHONY: bench bench-build bench-deps
+bench-deps:
+	@scripts/install-deps.sh $(BENCH_DEPS)
+
+bench-build: $(BIN) $(BENCH_BINS)
+
+$(BENCHDIR)/loadgen: bench/loadgen.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs openssl)
+
+$(BENCHDIR)/echo-backend: bench/echo-backend.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $<
+
+# The same mbedTLS, headers and user config as the daemon.
+$(BENCHDIR)/cryptobench: bench/cryptobench.c $(MBEDTLS_LDLIBS) | $(MBEDTLS_DEP)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) $(MBEDTLS_CFLAGS) -o $@ $< $(MBEDTLS_LDLIBS)
+
+# Recursive, like run: pkg-config and the mbedTLS choice after the deps.
+bench: deps bench-deps
+	@$(MAKE) --no-print-directory bench-build
+	@BUILDDIR=$(BUILDDIR) bench/run.sh
 
 # --- install ---------------------------------------------------------------
 

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# bench/run.sh: tls-echod next to stunnel and haproxy, and next to the crypto
+# bound of its own mbedTLS, on this machine, now.  `make bench` runs it after
+# building everything it needs.
+#
+# For each server (tls-echod in relay mode to a plaintext echo backend and in
+# echo mode, with `workers = 1`; stunnel4 and haproxy relaying to the same
+# backend, one thread) on the same certificates (ECDSA P-256 everywhere): the
+# server is pinned to CPU BENCH_SERVER_CPU (0), the load generator and the echo
+# backend to BENCH_CLIENT_CPU (1).  Every mode runs BENCH_REPS times (3) for
+# BENCH_SECONDS (4) and the medians go into one markdown table (bench/report.py).
+# TLS 1.2 runs use ECDHE-ECDSA-AES128-GCM-SHA256 (the issue's table), TLS 1.3
+# runs TLS_AES_128_GCM_SHA256, for tls-echod only.
+#
+# Environment:
+#   BENCH_QUICK=1        smoke run: ~1.5 s per mode, 1 repetition, 600 idle conns
+#   BENCH_SECONDS, BENCH_REPS, BENCH_IDLE_CONNS, BENCH_IDLE_BASE
+#   BENCH_SERVERS        subset of "echod-relay echod-echo stunnel haproxy"
+#   BENCH_MODES          subset of "full resume latency bulk mixed idle"
+#   BENCH_PERF=1         also perf-record the tls-echod worker (relay) under the
+#                        full and resume modes; top symbols go into the results
+#   BENCH_OUT            results file (default bench/results/YYYY-MM-DD.md)
+#   BENCH_KEEP=1         keep the work dir (configs, logs, raw results, perf data)
+#   BUILDDIR             where tls-echod and build/bench/* are (default build)
+# Needs: the binaries (make bench builds them), openssl, python3; stunnel4 and
+# haproxy (skipped with a note when missing).
+set -euo pipefail
+
+readonly PROG=${0##*/}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILDDIR=$(cd "${BUILDDIR:-$ROOT/build}" && pwd)
+BB=$BUILDDIR/bench
+ECHOD=${TLS_ECHOD_BIN:-$BUILDDIR/tls-echod}
+LOADGEN=$BB/loadgen
+
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+
+for b in "$ECHOD" "$LOADGEN" "$BB/cryptobench" "$BB/echo-backend"; do
+    [[ -x $b ]] || die "$b missing: run make bench (or make bench-build)"
+done
+command -v python3 >/dev/null || die "python3 needed for the report"
+
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+    SECS=${BENCH_SECONDS:-1.5} REPS=${BENCH_REPS:-1}
+    IDLE_N=${BENCH_IDLE_CONNS:-600} IDLE_BASE=${BENCH_IDLE_BASE:-200}
+    CRYPTO_SECS=0.1
+else
+    SECS=${BENCH_SECONDS:-4} REPS=${BENCH_REPS:-3}
+    IDLE_N=${BENCH_IDLE_CONNS:-9000} IDLE_BASE=${BENCH_IDLE_BASE:-2000}
+    CRYPTO_SECS=0.5
+fi
+SERVERS=${BENCH_SERVERS:-echod-relay echod-echo stunnel haproxy}
+MODES=${BENCH_MODES:-full resume latency bulk mixed idle}
+SCPU=${BENCH_SERVER_CPU:-0} CCPU=${BENCH_CLIENT_CPU:-1}
+if (($(nproc) < 2)); then
+    say "warning: one CPU only: server and load generator share it"
+    CCPU=$SCPU
+fi
+CIPHER12=ECDHE-ECDSA-AES128-GCM-SHA256
+CIPHER13=TLS_AES_128_GCM_SHA256
+DATE=$(date -u +%Y-%m-%d)
+OUT=${BENCH_OUT:-$ROOT/bench/results/$DATE.md}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tls-echod-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        say "kept $WORK"
+    else
+        rm -rf -- "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+RES=$WORK/res
+mkdir -p "$RES"
+# The daemons get many descriptors: 9,000 relayed connections are 18,000.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# Free loopback ports, picked at random so concurrent runs do not collide.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+    local p i
+    for ((i = 0; i < 100; i++)); do
+        p=$((20000 + RANDOM % 12000))
+        if port_free "$p" && [[ " ${USED_PORTS:-} " != *" $p "* ]]; then
+            USED_PORTS="${USED_PORTS:-} $p"
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}
+wait_port() { # PORT PID
+    local i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$2" 2>/dev/null || return 1
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+say "PKI, crypto bound, echo backend (work dir $WORK)"
+"$ROOT/test/gen-test-pki.sh" "$WORK/pki" >/dev/null
+PKI=$WORK/pki
+cat "$PKI/server.crt" "$PKI/server.key" >"$WORK/haproxy.pem"
+chmod 0600 "$WORK/haproxy.pem"
+
+# The bound is measured REPS times too (medians), on the server's CPU.
+for ((rep = 1; rep <= REPS; rep++)); do
+    taskset -c "$SCPU" "$BB/cryptobench" --seconds "$CRYPTO_SECS" \
+        --cert "$PKI/client.crt" >"$RES/crypto.$rep.txt" 2>"$WORK/crypto.log" ||
+        { cat "$WORK/crypto.log" >&2; die "cryptobench failed"; }
+    sed -n 's/^/  /; 2p' "$WORK/crypto.log" >&2
+done
+
+BPORT=$(pick_port)
+taskset -c "$CCPU" "$BB/echo-backend" --listen "127.0.0.1:$BPORT" \
+    --seconds 3600 >"$WORK/backend.out" 2>&1 &
+BPID=$!
+PIDS+=("$BPID")
+wait_port "$BPORT" "$BPID" || die "echo backend did not start"
+
+# --- servers -------------------------------------------------------------------
+
+SPID='' SPORT=''
+start_server() { # NAME
+    local name=$1 port
+    port=$(pick_port)
+    case $name in
+    echod-echo | echod-relay)
+        local mode=${name#echod-} backend=''
+        [[ $mode == relay ]] && backend="backend = { address = \"127.0.0.1:$BPORT\"; };"
+        cat >"$WORK/$name.conf" <<EOF
+workers = 1;
+log = "stderr";
+max_connections = 20000;
+listeners = (
+  { name = "bench"; listen = "127.0.0.1:$port"; mode = "$mode"; $backend
+    tls = { cert = "$PKI/server.crt"; key = "$PKI/server.key"; ca = "$PKI/ca.crt"; }; }
+);
+EOF
+        # one log line per connection: formatted, written to /dev/null
+        taskset -c "$SCPU" "$ECHOD" -c "$WORK/$name.conf" \
+            >/dev/null 2>"$WORK/$name.log" &
+        ;;
+    stunnel)
+        cat >"$WORK/stunnel.conf" <<EOF
+foreground = yes
+pid =
+syslog = no
+debug = 3
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+[bench]
+accept = 127.0.0.1:$port
+connect = 127.0.0.1:$BPORT
+cert = $PKI/server.crt
+key = $PKI/server.key
+CAfile = $PKI/ca.crt
+verifyChain = yes
+requireCert = yes
+sslVersionMin = TLSv1.2
+ciphers = $CIPHER12:ECDHE-ECDSA-CHACHA20-POLY1305
+EOF
+        taskset -c "$SCPU" stunnel4 "$WORK/stunnel.conf" \
+            >/dev/null 2>"$WORK/stunnel.log" &
+        ;;
+    haproxy)
+        cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 9500
+    tune.ssl.cachesize 20000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+frontend bench
+    bind 127.0.0.1:$port ssl crt $WORK/haproxy.pem ca-file $PKI/ca.crt verify required ssl-min-ver TLSv1.2
+    default_backend echo
+backend echo
+    server b 127.0.0.1:$BPORT
+EOF
+        taskset -c "$SCPU" haproxy -db -f "$WORK/haproxy.cfg" \
+            >/dev/null 2>"$WORK/haproxy.log" &
+        ;;
+    esac
+    SPID=$! SPORT=$port
+    PIDS+=("$SPID")
+    if ! wait_port "$port" "$SPID"; then
+        tail -5 "$WORK/$name.log" >&2 || true
+        die "$name did not start"
+    fi
+    sleep 0.2
+}
+stop_server() {
+    kill "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID=''
+}
+have_server() {
+    case $1 in
+    stunnel) command -v stunnel4 >/dev/null ;;
+    haproxy) command -v haproxy >/dev/null ;;
+    *) true ;;
+    esac
+}
+
+# run NAME TLS MODE REP [loadgen args...]: one measurement into $RES
+run_lg() {
+    local name=$1 tls=$2 mode=$3 rep=$4
+    shift 4
+    local cipher=$CIPHER12
+    [[ $tls == 13 ]] && cipher=$CIPHER13
+    local f="$RES/$name.$tls.$mode.$rep.txt"
+    if ! taskset -c "$CCPU" "$LOADGEN" "$mode" --port "$SPORT" \
+        --cert "$PKI/client.crt" --key "$PKI/client.key" --ca "$PKI/ca.crt" \
+        "--tls1.${tls#1}" --cipher "$cipher" "$@" >"$f" 2>"$f.log"; then
+        say "warning: $name TLS $tls $mode failed: $(tail -1 "$f.log")"
+    fi
+    printf '  %-12s TLS 1.%s %-8s #%s %s\n' "$name" "${tls#1}" "$mode" "$rep" \
+        "$(grep -v '^negotiated' "$f.log" | tail -1)" >&2
+}
+median_of() { # NAME TLS MODE KEY
+    cat "$RES/$1.$2.$3".*.txt 2>/dev/null | sed -n "s/^$4=//p" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+want_mode() { [[ " $MODES " == *" $1 "* ]]; }
+
+perf_worker() { # NAME TLS MODE: perf record the worker while the mode runs
+    local name=$1 tls=$2 mode=$3 wpid
+    wpid=$(awk '{ print $1 }' "/proc/$SPID/task/$SPID/children" 2>/dev/null)
+    [[ -n $wpid ]] || { say "perf: no worker of $SPID"; return; }
+    perf record -q -g -o "$WORK/perf.$mode.$tls.data" -p "$wpid" \
+        -- sleep "$SECS" >/dev/null 2>&1 &
+    local ppid=$!
+    run_lg "$name" "$tls" "$mode" perf --seconds "$SECS"
+    wait "$ppid" || true
+    perf report -q -i "$WORK/perf.$mode.$tls.data" --no-children \
+        --sort symbol --percent-limit 1.5 --stdio 2>/dev/null |
+        grep -E '^ +[0-9.]+%' | head -15 >"$RES/perf.$mode.$tls.txt" || true
+    rm -f "$RES/$name.$tls.$mode.perf.txt"
+}
+
+tls_list() { [[ $1 == echod-* ]] && echo "12 13" || echo "12"; }
+
+for name in $SERVERS; do
+    if ! have_server "$name"; then
+        say "$name not installed: skipped (make bench installs it)"
+        continue
+    fi
+    for tls in $(tls_list "$name"); do
+        if want_mode idle; then
+            # a fresh server: its RSS at IDLE_BASE and at IDLE_N connections
+            start_server "$name"
+            run_lg "$name" "$tls" idle 1 --conns "$IDLE_N" \
+                --idle-base "$IDLE_BASE" --rss-pid "$SPID" --seconds 120
+            stop_server
+        fi
+    done
+    start_server "$name"
+    say "$name on port $SPORT (pid $SPID), CPU $SCPU; load generator on CPU $CCPU"
+    for tls in $(tls_list "$name"); do
+        for ((rep = 1; rep <= REPS; rep++)); do
+            want_mode full && run_lg "$name" "$tls" full "$rep" --conns 16 --seconds "$SECS"
+            want_mode resume && run_lg "$name" "$tls" resume "$rep" --conns 16 --seconds "$SECS"
+            want_mode latency && run_lg "$name" "$tls" latency "$rep" --conns 32 --seconds "$SECS"
+            want_mode bulk && run_lg "$name" "$tls" bulk "$rep" --conns 4 --seconds "$SECS"
+        done
+        if want_mode mixed; then
+            # full handshakes arriving at half the capacity just measured
+            cap=$(median_of "$name" "$tls" full hs_per_s)
+            rate=$(awk -v c="${cap:-0}" 'BEGIN { r = c / 2; if (r < 10) r = 10; printf "%.0f", r }')
+            for ((rep = 1; rep <= REPS; rep++)); do
+                run_lg "$name" "$tls" mixed "$rep" --conns 32 --rate "$rate" --seconds "$SECS"
+            done
+        fi
+        if [[ ${BENCH_PERF:-0} == 1 && $name == echod-relay ]] && command -v perf >/dev/null; then
+            perf_worker "$name" "$tls" full
+            perf_worker "$name" "$tls" resume
+        fi
+    done
+    stop_server
+done
+
+# --- versions, machine, table --------------------------------------------------
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "tls_echod=$("$ECHOD" -V 2>&1 | head -2 | paste -sd ';' | sed 's/;/; /')"
+    echo "openssl=$(openssl version)"
+    command -v stunnel4 >/dev/null &&
+        echo "stunnel=$(stunnel4 -version 2>&1 | grep -m1 -i '^stunnel' || true)"
+    command -v haproxy >/dev/null &&
+        echo "haproxy=$(haproxy -v 2>&1 | head -1)"
+    echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+    echo "cpus=$(nproc)"
+    echo "kernel=$(uname -r)"
+    echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "settings=seconds $SECS, repetitions $REPS, idle $IDLE_BASE -> $IDLE_N connections, server CPU $SCPU, client CPU $CCPU${BENCH_QUICK:+, BENCH_QUICK=$BENCH_QUICK}"
+} >"$RES/meta.txt"
+
+mkdir -p "$(dirname "$OUT")"
+python3 "$ROOT/bench/report.py" "$RES" >"$OUT"
+cat "$OUT"
+say "written to $OUT"
