@@ -95,6 +95,7 @@ struct conn {
 	uint64_t start_ms, last_ms;
 	uint64_t connect_start_ms, connect_ms;
 	bool backend_gone;        /* hang-up or error seen on the backend */
+	bool relaying;            /* the backend was reached (connect_ms set) */
 	const char *first_eof;    /* "client" or "backend": who ended first */
 	size_t discarded;         /* CONN_REFUSED: bytes dropped */
 	bool unauthenticated;     /* verify_client optional, no certificate */
@@ -318,7 +319,7 @@ log_close(const struct conn *c, uint64_t now_ms, const char *reason,
 		{ "TLS_RESUMED", tlssess_resumed(c->client.tls) ? "yes" : "no" },
 		{ "ALLOW_RULE", c->allowed_by[0] ? c->allowed_by : NULL },
 		{ "BACKEND_ADDR", relay ? baddr : NULL },
-		{ "BACKEND_CONNECT_MS", relay && c->connect_ms ? cms : NULL },
+		{ "BACKEND_CONNECT_MS", relay && c->relaying ? cms : NULL },
 		{ "BACKEND_BYTES_OUT", relay ? bout : NULL },
 		{ "BACKEND_BYTES_IN", relay ? bin : NULL },
 	};
@@ -742,6 +743,7 @@ enter_relay(struct conn *c, uint64_t now_ms)
 	c->state = CONN_RELAY;
 	c->last_ms = now_ms;
 	c->connect_ms = now_ms - c->connect_start_ms;
+	c->relaying = true; /* 0 ms is a real figure on loopback */
 	c->dirs[0].src = &c->client;
 	c->dirs[0].dst = &c->backend;
 	c->dirs[1].src = &c->backend;
@@ -803,9 +805,10 @@ step_backend_tls(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		step_data(set, c, now_ms);
 		return;
 	}
-	if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {
-		if (arm(set, &c->backend, r == TLS_IO_WANT_WRITE ? EPOLLOUT :
-		    EPOLLIN) == 0)
+	if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE ||
+	    r == TLS_IO_YIELD) {
+		if (arm(set, &c->backend, r == TLS_IO_WANT_READ ? EPOLLIN :
+		    EPOLLOUT) == 0)
 			return;
 		finish(c, now_ms, "io-error", "epoll failed");
 		return;
@@ -1041,8 +1044,11 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		return;
 	case TLS_IO_WANT_READ:
 	case TLS_IO_WANT_WRITE:
-		if (arm(set, &c->client, r == TLS_IO_WANT_WRITE ? EPOLLOUT :
-		    EPOLLIN) == 0)
+	case TLS_IO_YIELD:
+		/* Yield: a socket with room reports EPOLLOUT at once, after
+		 * the other connections ready in this round. */
+		if (arm(set, &c->client, r == TLS_IO_WANT_READ ? EPOLLIN :
+		    EPOLLOUT) == 0)
 			return;
 		break;
 	case TLS_IO_EOF:
@@ -1108,7 +1114,6 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	c->backend.fd = -1;
 	c->l = l;
 	c->start_ms = c->last_ms = now_ms;
-	set_keepalive(fd);
 	if (peerlen <= sizeof(c->peer_sa)) {
 		memcpy(&c->peer_sa, peer, peerlen);
 		c->peer_len = peerlen;

@@ -317,6 +317,7 @@ open_first(struct gen *g, char *err, size_t errlen)
 		g->ls[k].fd = fd;
 		if (net_set_nonblock(fd, err, errlen) != 0)
 			goto out;
+		net_tune_listener(fd);
 	}
 	for (i = 0; i < n; i++)
 		if (!used[i]) {
@@ -371,6 +372,7 @@ open_rest(struct gen *g, const struct gen *prev, char *err, size_t errlen)
 			    li->file, li->line, li->setting, e);
 			return -1;
 		}
+		net_tune_listener(g->ls[k].fd);
 		g->opened++;
 	}
 	return 0;

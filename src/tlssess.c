@@ -285,16 +285,45 @@ io_result(struct tlssess *s, int ret)
 	}
 }
 
+/*
+ * Run handshake steps until the handshake is over, it waits for the
+ * socket, or it has used a slice of time: 0 then means "yield".  The
+ * expensive steps (ECDHE with signing, verifying the client's chain,
+ * verifying its CertificateVerify) are ~0.2-0.7 ms each; mbedtls_ssl_
+ * handshake() would run them back to back for up to ~1.5 ms while the
+ * worker's other connections wait.
+ */
+#define TLSSESS_SLICE_US 200
+
+static int
+handshake_slice(struct tlssess *s)
+{
+	struct timespec t0, t;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!mbedtls_ssl_is_handshake_over(&s->ssl)) {
+		if ((ret = mbedtls_ssl_handshake_step(&s->ssl)) != 0)
+			return ret;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000000L +
+		    (t.tv_nsec - t0.tv_nsec) / 1000 >= TLSSESS_SLICE_US)
+			return 0;
+	}
+	return 0;
+}
+
 enum tls_io
 tlssess_handshake(struct tlssess *s)
 {
 	int ret;
 
 	current = s;
-	ret = mbedtls_ssl_handshake(&s->ssl);
+	ret = handshake_slice(s);
 	current = NULL;
 	if (ret == 0)
-		return TLS_IO_OK;
+		return mbedtls_ssl_is_handshake_over(&s->ssl) ? TLS_IO_OK :
+		    TLS_IO_YIELD;
 	if (ret == MBEDTLS_ERR_SSL_CONN_EOF ||
 	    ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
 		s->last_ret = ret; /* during a handshake, EOF is a refusal */

@@ -22,6 +22,8 @@ enum tls_io {
 	TLS_IO_WANT_WRITE, /* call again when the socket is writable */
 	TLS_IO_EOF,        /* peer closed (close_notify or TCP FIN) */
 	TLS_IO_ERROR,      /* fatal; see tlssess_error() */
+	TLS_IO_YIELD,      /* handshake: more to do, no I/O needed; let
+	                      other connections run first, then call again */
 };
 
 /* Why a handshake was refused: a stable token and the operator's words. */
@@ -62,7 +64,10 @@ void tlssess_free(struct tlssess *s);
 
 /**
  * tlssess_handshake(s):
- * Advance the handshake: TLS_IO_OK when complete.
+ * Advance the handshake: TLS_IO_OK when complete.  Returns TLS_IO_YIELD
+ * after steps that used ~0.2 ms of CPU (a signature or a
+ * certificate verification), so that a handshake never holds its worker
+ * for more than about one public-key operation at a time.
  */
 enum tls_io tlssess_handshake(struct tlssess *s);
 

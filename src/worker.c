@@ -5,8 +5,6 @@
 
 #include <errno.h>
 #include <grp.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -122,7 +120,7 @@ accept_some(struct worker *w, struct wl *l, uint64_t now)
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd, one = 1;
+		int fd;
 
 		if (w->conns.n >= w->max_conns) {
 			if (now - w->last_limit_log >= 1000) {
@@ -173,8 +171,8 @@ accept_some(struct worker *w, struct wl *l, uint64_t now)
 			listener_pause(w, l, now + ACCEPT_PAUSE_MS);
 			return;
 		}
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-		    sizeof(one));
+		/* TCP_NODELAY and keep-alive come from the listening
+		 * socket (net_tune_listener). */
 		(void)conn_new(&w->conns, &l->cl, fd, (struct sockaddr *)&ss,
 		    len, now);
 	}
