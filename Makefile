@@ -3,8 +3,9 @@
 #   make run      install build deps if missing, make dev certificates, run the
 #                 daemon in the foreground on 127.0.0.1:8443 (conf/tls-echod.conf)
 #   make check    install build deps if missing, build, run the whole test suite
-#   make          build build/tls-echod
-#   make install  PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc
+#   make          build build/tls-echod and the client build/tls-echo
+#   make install  PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc (BINDIR, SBINDIR,
+#                 MANDIR, SYSTEMDUNITDIR, SYSUSERSDIR); make uninstall
 #   make update-mbedtls   refetch and rebuild the bundled mbedTLS 3.6 LTS
 #   make bench    install stunnel4 and haproxy if missing, build bench/, run
 #                 bench/run.sh (BENCH_QUICK=1: a ~2-minute smoke run)
@@ -16,6 +17,7 @@ VERSION := 0.1.0
 
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
@@ -74,9 +76,15 @@ OBJS := $(patsubst src/%.c,$(OBJDIR)/%.o,$(SRCS))
 LIB_OBJS := $(filter-out $(OBJDIR)/main.o,$(OBJS))
 BIN := $(BUILDDIR)/tls-echod
 
+# The client tool: its own directory, so the daemon's src/*.c wildcard does
+# not link it; it uses the leaf module net and nothing else of the daemon.
+CLIENT_SRCS := $(wildcard src/client/*.c)
+CLIENT_OBJS := $(patsubst src/%.c,$(OBJDIR)/%.o,$(CLIENT_SRCS)) $(OBJDIR)/net.o
+CLIENT_BIN := $(BUILDDIR)/tls-echo
+
 .PHONY: all run check check-build check-run certs deps install uninstall clean
 
-all: $(BIN)
+all: $(BIN) $(CLIENT_BIN)
 
 # Objects depend on the flags too: a CI=true (-Werror) or SAN=1 build after a
 # plain one recompiles instead of reusing objects built with other flags.
@@ -92,7 +100,10 @@ $(OBJDIR)/%.o: src/%.c $(FLAGS_STAMP) | $(MBEDTLS_DEP)
 $(BIN): $(OBJS) $(MBEDTLS_LDLIBS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(MBEDTLS_LDLIBS) $(DEPS_LIBS)
 
--include $(OBJS:.o=.d)
+$(CLIENT_BIN): $(CLIENT_OBJS) $(MBEDTLS_LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLIENT_OBJS) $(MBEDTLS_LDLIBS)
+
+-include $(OBJS:.o=.d) $(CLIENT_OBJS:.o=.d)
 
 # --- the two commands ------------------------------------------------------
 
@@ -123,6 +134,14 @@ TEST_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(ALL_CFLAGS)) \
 TEST_BINS := $(TESTDIR)/check_config $(TESTDIR)/check_proxy \
 	$(TESTDIR)/check_daemon $(TESTDIR)/check_relay $(TESTDIR)/check_lifecycle \
 	$(TESTDIR)/check_resume
+
+# check_client: the tls-echo client tool against the real daemon.
+TEST_BINS += $(TESTDIR)/check_client
+
+$(TESTDIR)/check_client: test/check_client.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_client.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
 $(TESTDIR)/check_resume: test/check_resume.c test/harness.c test/harness.h
 	@mkdir -p $(@D)
@@ -237,7 +256,8 @@ FUZZ_SUITE := fuzz/fuzz.sh
 # otherwise); NO_SYSTEMD=1 leaves it out.
 SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
 
-check-build: $(BIN) $(TEST_BINS) $(BENCHDIR)/loadgen $(BENCHDIR)/echo-backend
+check-build: $(BIN) $(CLIENT_BIN) $(TEST_BINS) $(BENCHDIR)/loadgen \
+	$(BENCHDIR)/echo-backend
 
 check-run: check-build
 	@rm -rf $(TESTDIR)/pki $(TESTDIR)/tmp
@@ -247,6 +267,7 @@ check-run: check-build
 	  TEST_PKI=$(abspath $(TESTDIR)/pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/tmp) \
 	  test/run-tests.sh $(TEST_BINS) test/check-man.sh test/check-bench.sh \
+	  test/check-gen-certs.sh test/check-install.sh test/check-walkthrough.sh \
 	  $(FUZZ_SUITE) $(SYSTEMD_SUITE)
 
 # Real systemd: boots Debian 12 under systemd-nspawn (root; cached root
@@ -296,28 +317,33 @@ bench: deps bench-deps
 UNIT_SED = sed -e 's|/usr/local/sbin/tls-echod|$(SBINDIR)/tls-echod|g' \
 	-e 's|/etc/tls-echod/|$(SYSCONFDIR)/tls-echod/|g'
 
-install: $(BIN)
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/tls-echod \
+install: $(BIN) $(CLIENT_BIN)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/tls-echod \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/tls-echod
+	install -m 0755 $(CLIENT_BIN) $(DESTDIR)$(BINDIR)/tls-echo
 	$(UNIT_SED) systemd/tls-echod.service > $(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service
 	$(UNIT_SED) systemd/tls-echod.socket > $(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket
 	install -m 0644 systemd/tls-echod.sysusers $(DESTDIR)$(SYSUSERSDIR)/tls-echod.conf
-	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man1
+	install -m 0644 man/tls-echo.1 $(DESTDIR)$(MANDIR)/man1/tls-echo.1
 	install -m 0644 man/tls-echod.8 $(DESTDIR)$(MANDIR)/man8/tls-echod.8
 	install -m 0644 man/tls-echod.conf.5 $(DESTDIR)$(MANDIR)/man5/tls-echod.conf.5
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf ]; then \
 	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf"; \
 	else \
-	  sed 's|"\.\./certs/|"$(SYSCONFDIR)/tls-echod/|' conf/tls-echod.conf \
+	  sed 's|"\.\./certs/|"$(SYSCONFDIR)/tls-echod/|g' conf/tls-echod.conf \
 	    > $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf && \
 	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/tls-echod/tls-echod.conf; \
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/tls-echod \
+	rm -f $(DESTDIR)$(SBINDIR)/tls-echod $(DESTDIR)$(BINDIR)/tls-echo \
+		$(DESTDIR)$(MANDIR)/man1/tls-echo.1 \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/tls-echod.socket \
 		$(DESTDIR)$(SYSUSERSDIR)/tls-echod.conf \
@@ -326,4 +352,4 @@ uninstall:
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/tls-echod/ in place (configuration and keys)"
 
 clean:
-	rm -rf $(OBJDIR) $(TESTDIR) $(BIN)
+	rm -rf $(OBJDIR) $(TESTDIR) $(BIN) $(CLIENT_BIN)

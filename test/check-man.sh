@@ -12,7 +12,9 @@
 #     reasons, token = "...") is an ".It Cm TOKEN" item of the REFUSAL
 #     REASONS section of tls-echod.8, and every such item is a real token;
 #   - every MESSAGE_ID of src/log.h and every option of src/main.c's
-#     getopt string appears in tls-echod.8.
+#     getopt string appears in tls-echod.8;
+#   - man/tls-echo.1 (the client) is lint-clean too, and every long option
+#     of src/client/tls-echo.c is an item of its OPTIONS section.
 #
 # usage: test/check-man.sh        (from anywhere; works on the repository)
 # Prints "ok - ..." / "not ok - ..." per check and ends with
@@ -26,6 +28,8 @@ MAN5=man/tls-echod.conf.5
 CONFIG_C=src/config.c
 LOG_H=src/log.h
 MAIN_C=src/main.c
+MAN1=man/tls-echo.1
+CLIENT_C=src/client/tls-echo.c
 
 if ! command -v groff >/dev/null 2>&1; then
     echo "check-man: groff not installed (apt-get install groff): skipped"
@@ -82,7 +86,7 @@ close_tokens() {
 
 # --- lint -------------------------------------------------------------------
 
-for page in "$MAN8" "$MAN5"; do
+for page in "$MAN8" "$MAN5" "$MAN1"; do
     if [[ ! -f $page ]]; then
         nok "$page exists"
         continue
@@ -174,6 +178,18 @@ for ((i = 0; i < ${#optstring}; i++)); do
         grep -qxF -- "$o" <<<"$options_doc"
     check "option -$o in $MAN8 SYNOPSIS" \
         grep -qE -- "Fl $o( |$)" <(section "$MAN8" "SYNOPSIS")
+done
+
+# --- the client: src/client/tls-echo.c <-> tls-echo.1 ------------------------
+
+longopts=$(sed -n '/longopts\[\] = {/,/};/p' "$CLIENT_C" |
+    grep -oE '\{ "[a-z0-9.-]+"' | sed -E 's/\{ "//; s/"$//')
+[[ $(wc -w <<<"$longopts") -ge 10 ]] ||
+    nok "$CLIENT_C: long options found (only $(wc -w <<<"$longopts"))"
+client_doc=$(section "$MAN1" "OPTIONS")
+for o in $longopts; do
+    check "tls-echo option --$o documented in $MAN1 OPTIONS" \
+        grep -qF -- "Fl \\-$o" <<<"$client_doc"
 done
 
 echo

@@ -57,6 +57,12 @@
 #   other-ca.crl                    CRL of other-ca (same subject as ca,
 #                                   another key), revokes nothing
 #
+# Client tool tests (check_client: tls-echo --expect-days):
+#
+#   server-expired.crt/.key         like server.crt (CN localhost, same SANs,
+#                                   serverAuth), valid 2020-01-01..2021-01-01
+#   server-soon.crt/.key            like server.crt, valid for 5 days from now
+#
 # The "bad" clients differ from client.crt in exactly one respect (issuer
 # key, validity or signature): same subject, SANs and extensions. Because
 # other-ca copies ca's SKID, client-other's authorityKeyIdentifier matches
@@ -391,6 +397,29 @@ ossl crl -in ca.crl.der -inform DER -noout
 [[ $(openssl crl -in ca-stale.crl -noout -nextupdate) == "nextUpdate=Jan  2 00:00:00 2020 GMT" ]] ||
     die "ca-stale.crl has the wrong nextUpdate"
 
+# --- client tool tests (check_client) ---------------------------------------
+ec_key server-expired.key
+csr server-expired "/CN=localhost"
+ossl ca -config openssl.cnf -batch -notext -preserveDN \
+    -startdate 20200101000000Z -enddate 20210101000000Z \
+    -extfile openssl.cnf -extensions server_ext \
+    -in server-expired.csr -out server-expired.crt
+ec_key server-soon.key
+csr server-soon "/CN=localhost"
+ossl x509 -req -in server-soon.csr -CA ca.crt -CAkey ca.key \
+    -set_serial "$(rand_serial)" -sha256 -days 5 \
+    -extfile openssl.cnf -extensions server_ext -out server-soon.crt
+ossl verify -CAfile ca.crt server-soon.crt
+[[ $(openssl x509 -in server-expired.crt -noout -enddate) == "notAfter=Jan  1 00:00:00 2021 GMT" ]] ||
+    die "server-expired.crt has the wrong validity period"
+if ! openssl x509 -in server-soon.crt -noout -checkend $((4 * 86400)) >/dev/null ||
+    openssl x509 -in server-soon.crt -noout -checkend $((5 * 86400 + 60)) >/dev/null; then
+    die "server-soon.crt is not valid for 5 days"
+fi
+client_tool_files=(
+    server-expired.crt server-expired.key server-soon.crt server-soon.key
+)
+
 ident_files=(
     int-ca.crt int-ca.key client-int.crt client-int.key client-int-chain.crt
     ca-int-bundle.crt client-dns-a.crt client-dns-a.key client-dns-xy.crt
@@ -407,7 +436,7 @@ files=(
     client-future.crt client-future.key client-badsig.crt client-badsig.key
     mismatch.key garbage.crt
 )
-files+=("${ident_files[@]}")
+files+=("${ident_files[@]}" "${client_tool_files[@]}")
 for f in "${files[@]}"; do
     case $f in
         *.key) chmod 0600 "$f" ;;
