@@ -646,7 +646,7 @@ set_status(struct master *m)
 	char draining[64] = "";
 
 	if (m->nold > 0)
-		snprintf(draining, sizeof(draining), ", %zu draining",
+		snprintf(draining, sizeof(draining), " (+%zu draining)",
 		    m->nold);
 	snprintf(m->status, sizeof(m->status), "generation %u: %" PRIu64
 	    " connection(s), %zu listener(s), %u worker(s)%s%s%s%s",
