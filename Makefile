@@ -252,6 +252,16 @@ fuzz: fuzz-build
 FUZZ_SUITE := fuzz/fuzz.sh
 # --- end identity tests (check_identity) ---
 
+# check_limits: max_connections_per_identity across workers,
+# worker_connections, tls.record_size on the wire, STATUS= connection
+# counts and the deadline heap's timers, against the real daemon.
+TEST_BINS += $(TESTDIR)/check_limits
+
+$(TESTDIR)/check_limits: test/check_limits.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_limits.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
 # The systemd suite boots a container (root only; it skips itself
 # otherwise); NO_SYSTEMD=1 leaves it out.
 SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
