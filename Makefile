@@ -178,6 +178,37 @@ $(TESTDIR)/check_daemon: test/check_daemon.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_daemon.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
+# --- hostile peers and load (check_hostile, issue 6) ---
+# Short forms run in check-run; `make soak` runs the long ones: 10,000 idle
+# mTLS connections on one worker, a bigger slowloris, a 60 s mixed-traffic
+# soak with a reload every 5 s (each tunable, see test/check_hostile.c).
+TEST_BINS += $(TESTDIR)/check_hostile
+
+$(TESTDIR)/check_hostile: test/check_hostile.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_hostile.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
+HOSTILE_IDLE_CONNS ?= 10000
+HOSTILE_SLOW_CONNS ?= 2000
+SOAK_SECONDS ?= 60
+SOAK_RELOAD_SECONDS ?= 5
+
+.PHONY: soak
+soak: $(BIN) $(TESTDIR)/check_hostile
+	@rm -rf $(TESTDIR)/soak
+	@mkdir -p $(TESTDIR)/soak/tmp
+	@test/gen-test-pki.sh $(TESTDIR)/soak/pki
+	@BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) TLS_ECHOD_BIN=$(abspath $(BIN)) \
+	  TEST_PKI=$(abspath $(TESTDIR)/soak/pki) \
+	  TEST_TMPDIR=$(abspath $(TESTDIR)/soak/tmp) \
+	  HOSTILE_IDLE_CONNS=$(HOSTILE_IDLE_CONNS) \
+	  HOSTILE_SLOW_CONNS=$(HOSTILE_SLOW_CONNS) \
+	  SOAK_SECONDS=$(SOAK_SECONDS) SOAK_RELOAD_SECONDS=$(SOAK_RELOAD_SECONDS) \
+	  CK_DEFAULT_TIMEOUT=600 \
+	  test/run-tests.sh $(TESTDIR)/check_hostile
+# --- end hostile ---
+
 # --- identity tests (check_identity) ---
 # check_identity_unit: src/identity.c and tlssess_crt_identity() on the test
 # PKI; check_identity: the real daemon (allow-lists, CRLs, TLS policy knobs,

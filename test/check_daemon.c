@@ -42,55 +42,6 @@ fx_teardown(void)
 	h_teardown();
 }
 
-/*
- * Client options: certificate ${name}.crt/.key from the PKI (NULL: none),
- * pinned to ${version} (0: whatever both sides prefer).
- */
-static struct h_tls_opts
-client(const char *name, int version)
-{
-	struct h_tls_opts o;
-	char f[64];
-
-	memset(&o, 0, sizeof(o));
-	if (name != NULL) {
-		snprintf(f, sizeof(f), "%s.crt", name);
-		o.cert = h_pki(f);
-		snprintf(f, sizeof(f), "%s.key", name);
-		o.key = h_pki(f);
-	}
-	o.min_version = o.max_version = version;
-	return o;
-}
-
-/* Start a socket-activated daemon; fails the test with the log on error. */
-static void
-daemon_up(struct h_daemon *d, const char *label, const char *globals,
-    const char *listener_extra)
-{
-	struct h_daemon_opts o = {
-		.label = label,
-		.globals = globals,
-		.listener_extra = listener_extra,
-		.activation = true,
-	};
-
-	ck_assert_msg(h_daemon_start(d, &o) == 0, "daemon did not start: %s",
-	    d->err);
-}
-
-/* SIGTERM the daemon and require a clean exit 0 within 10 s. */
-static void
-daemon_down(struct h_daemon *d)
-{
-	int st = h_daemon_stop(d, 10000);
-	char tail[600];
-
-	ck_assert_msg(st == 0, "daemon exit status %d after SIGTERM (%s); log "
-	    "ends:\n%s", st, d->err, h_log_tail(d, tail, sizeof(tail)));
-	h_daemon_kill(d);
-}
-
 static void
 connect_ok(struct h_tls *c, const struct h_daemon *d,
     const struct h_tls_opts *o)
@@ -110,15 +61,6 @@ roundtrip_ok(struct h_tls *c, const char *what)
 	ck_assert_msg(h_tls_roundtrip(c, msg, strlen(msg), IO_MS) == 0,
 	    "echo %s failed: %s", what, c->err);
 }
-
-/* Wait for a log line holding all the needles; fail with the log tail. */
-#define LOG_EXPECT(d, line, ...) do { \
-	char tail_[1200]; \
-	ck_assert_msg(h_log_wait((d), LOG_MS, (line), sizeof(line), \
-	    __VA_ARGS__, NULL) == 0, "no log line with all of [%s] within " \
-	    "%d ms; log ends:\n%s", #__VA_ARGS__, LOG_MS, \
-	    h_log_tail((d), tail_, sizeof(tail_))); \
-} while (0)
 
 /*
  * The client with ${o} must be refused: its handshake fails, or (TLS 1.3,
@@ -171,7 +113,7 @@ START_TEST(test_echo_returns_bytes_intact_and_logs_byte_counts)
 {
 	size_t len = echo_sizes[_i % 3], woff = 0, roff = 0, diff;
 	int v = _i / 3;
-	struct h_tls_opts o = client("client", versions[v]);
+	struct h_tls_opts o = h_client_opts("client", versions[v]);
 	struct h_daemon d;
 	struct h_tls c;
 	unsigned char *data = malloc(len), *back = malloc(len);
@@ -180,7 +122,7 @@ START_TEST(test_echo_returns_bytes_intact_and_logs_byte_counts)
 
 	ck_assert(data != NULL && back != NULL);
 	h_fill_pattern(data, len, 0x5eed0000u + (unsigned)_i);
-	daemon_up(&d, "echo", "workers = 2;", NULL);
+	H_DAEMON_UP(&d, "echo", "workers = 2;", NULL);
 	connect_ok(&c, &d, &o);
 	ck_assert_str_eq(h_tls_version(&c), version_names[v]);
 	t0 = h_now_ms();
@@ -194,11 +136,11 @@ START_TEST(test_echo_returns_bytes_intact_and_logs_byte_counts)
 	snprintf(in, sizeof(in), "BYTES_IN=%zu ", len);
 	snprintf(out, sizeof(out), "BYTES_OUT=%zu ", len);
 	snprintf(ver, sizeof(ver), "TLS_VERSION=%s ", version_names[v]);
-	LOG_EXPECT(&d, line, c.peer_tag,
+	H_LOG_EXPECT(&d, line, c.peer_tag,
 	    ": connection closed: client closed the connection LISTENER=echo ",
 	    ver, "TLS_CIPHER=TLS_", in, out, "CLOSE_REASON=client-closed ",
 	    "CLIENT_SUBJECT=\"OU=ops, CN=test-client\" ");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	fprintf(stderr, "echo %zu bytes over %s: %" PRId64 " ms\n", len,
 	    version_names[v], h_now_ms() - t0);
 	free(data);
@@ -209,19 +151,19 @@ END_TEST
 START_TEST(test_daemon_binds_its_own_listener_without_socket_activation)
 {
 	struct h_daemon_opts o = { .label = "ownbind", .activation = false };
-	struct h_tls_opts co = client("client", 0);
+	struct h_tls_opts co = h_client_opts("client", 0);
 	struct h_daemon d;
 	struct h_tls c;
 	char line[4096], on[64];
 
 	ck_assert_msg(h_daemon_start(&d, &o) == 0, "%s", d.err);
 	snprintf(on, sizeof(on), "listener echo on 127.0.0.1:%d:", d.port);
-	LOG_EXPECT(&d, line, on);
+	H_LOG_EXPECT(&d, line, on);
 	connect_ok(&c, &d, &co);
 	roundtrip_ok(&c, "through the daemon's own socket");
 	h_tls_close(&c);
 	ck_assert_int_eq(h_log_count(&d, "socket activation", NULL), 0);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -229,7 +171,7 @@ START_TEST(test_activation_matches_fd_by_address_when_name_differs)
 {
 	struct h_daemon_opts o = { .label = "byaddr", .activation = true,
 	    .fdname = "not-a-listener-name" };
-	struct h_tls_opts co = client("client", 0);
+	struct h_tls_opts co = h_client_opts("client", 0);
 	struct h_daemon d;
 	struct h_tls c;
 	char line[4096], on[64];
@@ -240,23 +182,23 @@ START_TEST(test_activation_matches_fd_by_address_when_name_differs)
 	 */
 	ck_assert_msg(h_daemon_start(&d, &o) == 0, "%s", d.err);
 	snprintf(on, sizeof(on), "listener echo on 127.0.0.1:%d:", d.port);
-	LOG_EXPECT(&d, line, on);
+	H_LOG_EXPECT(&d, line, on);
 	connect_ok(&c, &d, &co);
 	roundtrip_ok(&c, "through the activated socket");
 	h_tls_close(&c);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_banner_is_sent_after_handshake_before_echo)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	static const char msg[] = "after the banner\n";
 	struct h_daemon d;
 	struct h_tls c;
 	char got[16] = "", line[4096], out[48], in[48];
 
-	daemon_up(&d, "banner", "workers = 1;", "banner = \"hello\\n\";");
+	H_DAEMON_UP(&d, "banner", "workers = 1;", "banner = \"hello\\n\";");
 	connect_ok(&c, &d, &o);
 	/* Nothing sent yet: the first bytes must be the banner. */
 	ck_assert_msg(h_tls_read_exact(&c, got, 6, IO_MS) == 0,
@@ -268,8 +210,8 @@ START_TEST(test_banner_is_sent_after_handshake_before_echo)
 	h_tls_close(&c);
 	snprintf(in, sizeof(in), "BYTES_IN=%zu ", strlen(msg));
 	snprintf(out, sizeof(out), "BYTES_OUT=%zu ", strlen(msg) + 6);
-	LOG_EXPECT(&d, line, c.peer_tag, "connection closed:", in, out);
-	daemon_down(&d);
+	H_LOG_EXPECT(&d, line, c.peer_tag, "connection closed:", in, out);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -281,14 +223,14 @@ END_TEST
 
 START_TEST(test_200_concurrent_clients_all_get_their_own_echo)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct h_tls *c = calloc(NCLIENTS, sizeof(*c));
 	char msg[64], back[64];
 	struct h_daemon d;
 	int i, n;
 
 	ck_assert(c != NULL);
-	daemon_up(&d, "many", "workers = 2;", NULL);
+	H_DAEMON_UP(&d, "many", "workers = 2;", NULL);
 	/* All established before anyone speaks. */
 	for (i = 0; i < NCLIENTS; i++)
 		ck_assert_msg(h_tls_connect(&c[i], d.port, &o) == 0,
@@ -316,7 +258,7 @@ START_TEST(test_200_concurrent_clients_all_get_their_own_echo)
 	ck_assert_msg(n == NCLIENTS, "%d of %d clean close lines", n,
 	    NCLIENTS);
 	ck_assert_int_eq(h_log_count(&d, "handshake refused", NULL), 0);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	free(c);
 }
 END_TEST
@@ -326,7 +268,8 @@ END_TEST
 
 START_TEST(test_backpressure_stops_reading_bounds_memory_and_serves_others)
 {
-	struct h_tls_opts so = client("client", 0), fo = client("client", 0);
+	struct h_tls_opts so = h_client_opts("client", 0);
+	struct h_tls_opts fo = h_client_opts("client", 0);
 	unsigned char *data = malloc(SLOW_TOTAL), *back = malloc(SLOW_TOTAL);
 	long base[2], rss;
 	size_t woff = 0, roff = 0, diff, stalled_at;
@@ -388,8 +331,9 @@ START_TEST(test_backpressure_stops_reading_bounds_memory_and_serves_others)
 	ck_assert_msg(diff == SLOW_TOTAL, "echo differs at byte %zu", diff);
 	h_tls_close(&slow);
 	snprintf(in, sizeof(in), "BYTES_IN=%u ", SLOW_TOTAL);
-	LOG_EXPECT(&d, line, slow.peer_tag, in, "CLOSE_REASON=client-closed ");
-	daemon_down(&d);
+	H_LOG_EXPECT(&d, line, slow.peer_tag, in,
+	    "CLOSE_REASON=client-closed ");
+	H_DAEMON_DOWN(&d);
 	free(data);
 	free(back);
 }
@@ -432,7 +376,7 @@ start_streamer(const struct h_daemon *d, char *tag, size_t taglen)
 
 START_TEST(test_streaming_client_does_not_starve_others_on_its_worker)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct h_daemon d;
 	struct h_tls probe;
 	char line[4096], tag[64];
@@ -441,7 +385,7 @@ START_TEST(test_streaming_client_does_not_starve_others_on_its_worker)
 	int i;
 
 	/* One worker: the streamer and the probes share its event loop. */
-	daemon_up(&d, "starve", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "starve", "workers = 1;", NULL);
 	streamer = start_streamer(&d, tag, sizeof(tag));
 	ck_assert(streamer > 0);
 	usleep(500000); /* let the stream get going */
@@ -459,7 +403,7 @@ START_TEST(test_streaming_client_does_not_starve_others_on_its_worker)
 	 * its close line shows megabytes. */
 	kill(streamer, SIGTERM);
 	ck_assert_int_ge(h_wait_pid(streamer, 5000), 0);
-	LOG_EXPECT(&d, line, tag, "connection closed:", "BYTES_IN=");
+	H_LOG_EXPECT(&d, line, tag, "connection closed:", "BYTES_IN=");
 	{
 		const char *p = strstr(line, "BYTES_IN=");
 		unsigned long long in = p ? strtoull(p + 9, NULL, 10) : 0;
@@ -469,7 +413,7 @@ START_TEST(test_streaming_client_does_not_starve_others_on_its_worker)
 		ck_assert_msg(in >= 1 * MiB, "the streamer moved only %llu "
 		    "bytes: the test proves nothing", in);
 	}
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -545,14 +489,14 @@ serving_pids(const struct h_daemon *d, const struct conn_record *rec, int n,
 
 START_TEST(test_workers_draw_distinct_server_randoms)
 {
-	struct h_tls_opts o = client("client", TLS1_3_VERSION);
+	struct h_tls_opts o = h_client_opts("client", TLS1_3_VERSION);
 	struct conn_record *rec = calloc(MAX_CONNS, sizeof(*rec));
 	pid_t pids[8], w[4];
 	struct h_daemon d;
 	int i, j, k, n = 0, np, round;
 
 	ck_assert(rec != NULL);
-	daemon_up(&d, "random", "workers = 2;", NULL);
+	H_DAEMON_UP(&d, "random", "workers = 2;", NULL);
 	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 2, 2000), 2);
 	for (i = 0; i < SEQ_CONNS; i++, n++) {
 		one_conn(d.port, &o, &rec[n]);
@@ -598,7 +542,7 @@ START_TEST(test_workers_draw_distinct_server_randoms)
 		ck_assert_msg(pids[k] == w[0] || pids[k] == w[1], "pid %ld in "
 		    "a close line is not a worker (%ld, %ld)", (long)pids[k],
 		    (long)w[0], (long)w[1]);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	free(rec);
 }
 END_TEST
@@ -613,13 +557,13 @@ static void
 refusal_case(const char *label, const char *cert, const char *token,
     const char *words, const char *detail, int v)
 {
-	struct h_tls_opts o = client(cert, versions[v]);
+	struct h_tls_opts o = h_client_opts(cert, versions[v]);
 	struct h_daemon d;
 	char line[4096], what[128];
 
 	snprintf(what, sizeof(what), "%s over %s", cert ? cert : "no cert",
 	    version_names[v]);
-	daemon_up(&d, label, "workers = 1;", NULL);
+	H_DAEMON_UP(&d, label, "workers = 1;", NULL);
 	expect_refusal(&d, &o, what, token, words, line, sizeof(line));
 	if (cert != NULL)
 		ck_assert_msg(strstr(line, SUBJECT) != NULL, "%s: no %s in "
@@ -629,14 +573,14 @@ refusal_case(const char *label, const char *cert, const char *token,
 		    "\"%s\"", what, detail, line);
 	/* A refusal costs the daemon nothing: a good client still works. */
 	{
-		struct h_tls_opts good = client("client", versions[v]);
+		struct h_tls_opts good = h_client_opts("client", versions[v]);
 		struct h_tls c;
 
 		connect_ok(&c, &d, &good);
 		roundtrip_ok(&c, "after a refusal");
 		h_tls_close(&c);
 	}
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 
 START_TEST(test_refuses_client_without_certificate)
@@ -691,23 +635,23 @@ static const char *const tls12_refused[] = { NULL, "client-other",
 START_TEST(test_tls12_refused_client_is_told_why_by_an_alert)
 {
 	const char *cert = tls12_refused[_i];
-	struct h_tls_opts o = client(cert, TLS1_2_VERSION);
+	struct h_tls_opts o = h_client_opts(cert, TLS1_2_VERSION);
 	struct h_daemon d;
 	struct h_tls c;
 	char line[4096];
 	int r;
 
-	daemon_up(&d, "alert12", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "alert12", "workers = 1;", NULL);
 	r = h_tls_connect(&c, d.port, &o);
 	ck_assert_msg(r != 0, "%s: TLS 1.2 handshake succeeded",
 	    cert ? cert : "no certificate");
-	LOG_EXPECT(&d, line, c.peer_tag, "handshake refused:");
+	H_LOG_EXPECT(&d, line, c.peer_tag, "handshake refused:");
 	ck_assert_msg(strstr(c.err, " alert ") != NULL, "%s over TLS 1.2: the "
 	    "server refused (%s) but the client got no alert: %s",
 	    cert ? cert : "no certificate", strstr(line, "CLOSE_REASON="),
 	    c.err);
 	h_tls_close(&c);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -768,7 +712,7 @@ make_unknown_ca_client(char *crt, char *key, size_t len)
 
 START_TEST(test_refuses_cert_from_unknown_ca)
 {
-	struct h_tls_opts o = client(NULL, versions[_i]);
+	struct h_tls_opts o = h_client_opts(NULL, versions[_i]);
 	char crt[512], key[512], line[4096], what[64];
 	struct h_daemon d;
 
@@ -776,7 +720,7 @@ START_TEST(test_refuses_cert_from_unknown_ca)
 	o.cert = crt;
 	o.key = key;
 	snprintf(what, sizeof(what), "unknown CA over %s", version_names[_i]);
-	daemon_up(&d, "unknownca", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "unknownca", "workers = 1;", NULL);
 	expect_refusal(&d, &o, what, "unknown-ca",
 	    "client certificate issued by an unknown CA", line, sizeof(line));
 	ck_assert_msg(strstr(line, "CLIENT_ISSUER=\"O=somewhere else, "
@@ -784,13 +728,13 @@ START_TEST(test_refuses_cert_from_unknown_ca)
 	ck_assert_msg(strstr(line, "REASON_DETAIL=\"issuer \\\"O=somewhere "
 	    "else, CN=unrelated test CA\\\" is not a CA in") != NULL,
 	    "detail missing: %s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_refuses_tls11_client_as_protocol_version)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -799,25 +743,25 @@ START_TEST(test_refuses_tls11_client_as_protocol_version)
 	o.cipher_list = "DEFAULT:@SECLEVEL=0";
 	o.set_security_level = true;
 	o.security_level = 0;
-	daemon_up(&d, "tls11", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "tls11", "workers = 1;", NULL);
 	expect_refusal(&d, &o, "TLS 1.1 client", "protocol-version",
 	    "protocol version not supported", line, sizeof(line));
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_refuses_cbc_only_tls12_client_as_no_shared_cipher)
 {
-	struct h_tls_opts o = client("client", TLS1_2_VERSION);
+	struct h_tls_opts o = h_client_opts("client", TLS1_2_VERSION);
 	struct h_daemon d;
 	char line[4096];
 
 	o.cipher_list = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA256:"
 	    "ECDHE-RSA-AES128-SHA";
-	daemon_up(&d, "cbc", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "cbc", "workers = 1;", NULL);
 	expect_refusal(&d, &o, "CBC-only TLS 1.2 client", "no-shared-cipher",
 	    "no shared cipher", line, sizeof(line));
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -828,13 +772,13 @@ END_TEST
 START_TEST(test_plaintext_is_closed_as_not_tls_while_session_keeps_echoing)
 {
 	static const char http[] = "GET / HTTP/1.0\r\n\r\n";
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct h_daemon d;
 	struct h_tls s;
 	char tag[48], line[4096];
 	int fd;
 
-	daemon_up(&d, "plaintext", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "plaintext", "workers = 1;", NULL);
 	connect_ok(&s, &d, &o);
 	roundtrip_ok(&s, "before");
 	fd = h_tcp_connect(d.port, IO_MS);
@@ -845,18 +789,18 @@ START_TEST(test_plaintext_is_closed_as_not_tls_while_session_keeps_echoing)
 	ck_assert_msg(h_fd_wait_closed(fd, IO_MS) == 0, "the daemon kept a "
 	    "plaintext connection open");
 	close(fd);
-	LOG_EXPECT(&d, line, tag, "CLOSE_REASON=not-tls ",
+	H_LOG_EXPECT(&d, line, tag, "CLOSE_REASON=not-tls ",
 	    ": handshake refused: client did not speak TLS LISTENER=echo ",
 	    "REASON_DETAIL=\"first byte 0x47 (printable text)");
 	roundtrip_ok(&s, "after");
 	h_tls_close(&s);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_truncated_client_hello_times_out_while_session_keeps_echoing)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	unsigned char hello[4096];
 	size_t hlen;
 	struct h_daemon d;
@@ -868,7 +812,7 @@ START_TEST(test_truncated_client_hello_times_out_while_session_keeps_echoing)
 	hlen = h_client_hello(hello, sizeof(hello), &o);
 	ck_assert_msg(hlen > 100 && hello[0] == 0x16, "captured ClientHello: "
 	    "%zu bytes", hlen);
-	daemon_up(&d, "truncated", "workers = 1; handshake_timeout = 1;",
+	H_DAEMON_UP(&d, "truncated", "workers = 1; handshake_timeout = 1;",
 	    NULL);
 	connect_ok(&s, &d, &o);
 	roundtrip_ok(&s, "before");
@@ -895,12 +839,12 @@ START_TEST(test_truncated_client_hello_times_out_while_session_keeps_echoing)
 	    closed_ms);
 	ck_assert_msg(during >= 5, "only %d round-trips during the stall",
 	    during);
-	LOG_EXPECT(&d, line, tag, "CLOSE_REASON=handshake-timeout ",
+	H_LOG_EXPECT(&d, line, tag, "CLOSE_REASON=handshake-timeout ",
 	    ": handshake refused: handshake timeout LISTENER=echo ",
 	    "REASON_DETAIL=\"no complete handshake within 1.0 s\" ");
 	roundtrip_ok(&s, "after");
 	h_tls_close(&s);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -910,13 +854,13 @@ END_TEST
 
 START_TEST(test_sigterm_leaves_no_process_behind)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct h_daemon d;
 	struct h_tls c;
 	pid_t w[8], left[8];
 	int n, i, st, nleft;
 
-	daemon_up(&d, "noleft", "workers = 2; shutdown_timeout = 2;", NULL);
+	H_DAEMON_UP(&d, "noleft", "workers = 2; shutdown_timeout = 2;", NULL);
 	n = h_daemon_workers(&d, w, 8, 2, 2000);
 	ck_assert_msg(n == 2, "%d workers, configured 2", n);
 	connect_ok(&c, &d, &o);
@@ -947,19 +891,19 @@ END_TEST
 
 START_TEST(test_sigterm_closes_idle_session_at_shutdown_timeout)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct h_daemon d;
 	struct h_tls c;
 	char line[4096];
 	int64_t t0, t_end, t_exit;
 	int r, st;
 
-	daemon_up(&d, "drain", "workers = 1; shutdown_timeout = 1;", NULL);
+	H_DAEMON_UP(&d, "drain", "workers = 1; shutdown_timeout = 1;", NULL);
 	connect_ok(&c, &d, &o);
 	roundtrip_ok(&c, "before SIGTERM");
 	t0 = h_now_ms();
 	ck_assert(h_daemon_signal(&d, SIGTERM) == 0);
-	LOG_EXPECT(&d, line, "stopping (shutdown): 1 connection(s) get up "
+	H_LOG_EXPECT(&d, line, "stopping (shutdown): 1 connection(s) get up "
 	    "to 1.0 s");
 	/* Draining: a live session keeps working until the timeout. */
 	roundtrip_ok(&c, "while draining");
@@ -974,7 +918,7 @@ START_TEST(test_sigterm_closes_idle_session_at_shutdown_timeout)
 	    "SIGTERM, before shutdown_timeout = 1", t_end);
 	ck_assert_msg(t_exit <= 2500, "daemon exited %" PRId64 " ms after "
 	    "SIGTERM; shutdown_timeout = 1", t_exit);
-	LOG_EXPECT(&d, line, c.peer_tag,
+	H_LOG_EXPECT(&d, line, c.peer_tag,
 	    ": connection closed: server shutting down LISTENER=echo ",
 	    "CLOSE_REASON=shutdown ");
 	fprintf(stderr, "drain: session ended at %" PRId64 " ms (%s), exit at "
@@ -987,14 +931,14 @@ END_TEST
 
 START_TEST(test_notify_ready_from_master_then_stopping_on_sigterm)
 {
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	const struct h_notify_msg *ready, *stopping;
 	struct h_daemon d;
 	struct h_tls c;
 	const char *status;
 	int i, st;
 
-	daemon_up(&d, "notify", "workers = 2;", NULL);
+	H_DAEMON_UP(&d, "notify", "workers = 2;", NULL);
 	ready = h_notify_wait(&d, "READY=1", 0);
 	ck_assert_msg(ready != NULL, "no READY=1");
 	ck_assert_msg(ready->pid == d.pid, "READY=1 came from pid %ld, the "
@@ -1027,7 +971,7 @@ START_TEST(test_runs_without_notify_socket)
 {
 	struct h_daemon_opts o = { .label = "nonotify", .activation = true,
 	    .no_notify = true, .globals = "workers = 1;" };
-	struct h_tls_opts co = client("client", 0);
+	struct h_tls_opts co = h_client_opts("client", 0);
 	struct h_daemon d;
 	struct h_tls c;
 
@@ -1036,7 +980,7 @@ START_TEST(test_runs_without_notify_socket)
 	connect_ok(&c, &d, &co);
 	roundtrip_ok(&c, "without NOTIFY_SOCKET");
 	h_tls_close(&c);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1101,14 +1045,14 @@ START_TEST(test_openssl_s_client_gets_its_line_echoed)
 	char out[256], tag[48], line[4096];
 	int st;
 
-	daemon_up(&d, "s_client", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "s_client", "workers = 1;", NULL);
 	st = s_client(&d, true, msg, out, sizeof(out), "\n", tag, sizeof(tag));
 	ck_assert_msg(strcmp(out, msg) == 0, "s_client printed \"%s\", sent "
 	    "\"%s\" (see %s)", out, msg, h_tmp("s_client.err"));
 	ck_assert_msg(st == 0, "s_client exit status %d", st);
-	LOG_EXPECT(&d, line, tag, "connection closed:",
+	H_LOG_EXPECT(&d, line, tag, "connection closed:",
 	    "CLOSE_REASON=client-closed ", "BYTES_IN=28 ", "BYTES_OUT=28 ");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1119,15 +1063,15 @@ START_TEST(test_openssl_s_client_without_cert_is_refused)
 	char out[256], tag[48], line[4096];
 	int st;
 
-	daemon_up(&d, "s_client-nocert", "workers = 1;", NULL);
+	H_DAEMON_UP(&d, "s_client-nocert", "workers = 1;", NULL);
 	st = s_client(&d, false, msg, out, sizeof(out), NULL, tag,
 	    sizeof(tag));
 	ck_assert_msg(strstr(out, "let me in") == NULL, "s_client without a "
 	    "certificate got its line echoed");
 	ck_assert_msg(st != 0, "s_client without a certificate exited 0");
-	LOG_EXPECT(&d, line, tag, "CLOSE_REASON=no-client-cert ",
+	H_LOG_EXPECT(&d, line, tag, "CLOSE_REASON=no-client-cert ",
 	    ": handshake refused: no client certificate LISTENER=echo ");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 

@@ -185,18 +185,6 @@ daemon_up(struct h_daemon *d, const char *label, const struct spec *s)
 	ck_assert_msg(r == 0, "daemon did not start: %s", d->err);
 }
 
-/* SIGTERM the daemon and require a clean exit 0. */
-static void
-daemon_down(struct h_daemon *d)
-{
-	int st = h_daemon_stop(d, 10000);
-	char tail[600];
-
-	ck_assert_msg(st == 0, "daemon exit status %d after SIGTERM (%s); log "
-	    "ends:\n%s", st, d->err, h_log_tail(d, tail, sizeof(tail)));
-	h_daemon_kill(d);
-}
-
 /* The result of one `tls-echod -t -c PATH`. */
 struct check_run {
 	char path[4096]; /* the configuration file */
@@ -272,21 +260,6 @@ client_files(const char *cert, const char *key, int version)
 	o.min_version = o.max_version = version;
 	return o;
 }
-
-static struct h_tls_opts
-client(const char *name, int version)
-{
-	return client_files(name, name, version);
-}
-
-/* Wait for a log line holding all the needles; fail with the log tail. */
-#define LOG_EXPECT(d, line, ...) do { \
-	char tail_[1500]; \
-	ck_assert_msg(h_log_wait((d), LOG_MS, (line), sizeof(line), \
-	    __VA_ARGS__, NULL) == 0, "no log line with all of [%s] within " \
-	    "%d ms; log ends:\n%s", #__VA_ARGS__, LOG_MS, \
-	    h_log_tail((d), tail_, sizeof(tail_))); \
-} while (0)
 
 /*
  * The client with ${o} must be refused: its handshake fails, or (when the
@@ -420,8 +393,8 @@ START_TEST(test_allow_cn_admits_named_client_and_refuses_another_cn_with_its_nam
 	int v = _i;
 	struct spec s = { .listener_extra =
 	    "allow = { cn = [\"test-client\"]; };" };
-	struct h_tls_opts good = client("client", versions[v]);
-	struct h_tls_opts other = client("client-dns-a", versions[v]);
+	struct h_tls_opts good = h_client_opts("client", versions[v]);
+	struct h_tls_opts other = h_client_opts("client-dns-a", versions[v]);
 	struct h_daemon d;
 	char line[4096];
 
@@ -435,7 +408,7 @@ START_TEST(test_allow_cn_admits_named_client_and_refuses_another_cn_with_its_nam
 	    "client's names: %s", line);
 	ck_assert_msg(strstr(line, "CLIENT_SUBJECT=\"CN=dns-a\"") != NULL,
 	    "refusal does not give the subject: %s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -445,7 +418,7 @@ START_TEST(test_identity_refusal_reaches_client_as_access_denied_alert)
 	int v = _i;
 	struct spec s = { .listener_extra =
 	    "allow = { cn = [\"test-client\"]; };" };
-	struct h_tls_opts other = client("client-dns-a", versions[v]);
+	struct h_tls_opts other = h_client_opts("client-dns-a", versions[v]);
 	struct h_daemon d;
 	char line[4096], cerr[H_ERR_MAX];
 
@@ -454,15 +427,15 @@ START_TEST(test_identity_refusal_reaches_client_as_access_denied_alert)
 	    "identity not allowed", line, sizeof(line), cerr, sizeof(cerr));
 	ck_assert_msg(strstr(cerr, "access denied") != NULL, "%s client saw "
 	    "\"%s\", not an access_denied alert", version_names[v], cerr);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_allow_ou_admits_ops_and_refuses_dev)
 {
 	struct spec s = { .listener_extra = "allow = { ou = [\"ops\"]; };" };
-	struct h_tls_opts good = client("client", 0);
-	struct h_tls_opts other = client("client-email", 0);
+	struct h_tls_opts good = h_client_opts("client", 0);
+	struct h_tls_opts other = h_client_opts("client-email", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -472,7 +445,7 @@ START_TEST(test_allow_ou_admits_ops_and_refuses_dev)
 	    "identity not allowed", line);
 	ck_assert_msg(strstr(line, "CN=email-ops, OU=dev, email=ops@example.com"
 	    ": no allow rule matched") != NULL, "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -480,8 +453,8 @@ START_TEST(test_allow_dns_exact_admits_that_name_only)
 {
 	struct spec s = { .listener_extra =
 	    "allow = { dns = [\"A.SVC.example\"]; };" };
-	struct h_tls_opts good = client("client-dns-a", 0);
-	struct h_tls_opts other = client("client-dns-xy", 0);
+	struct h_tls_opts good = h_client_opts("client-dns-a", 0);
+	struct h_tls_opts other = h_client_opts("client-dns-xy", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -490,7 +463,7 @@ START_TEST(test_allow_dns_exact_admits_that_name_only)
 	    NULL, line);
 	REFUSED(&d, &other, "x.y.svc.example", "identity-not-allowed",
 	    "identity not allowed", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -498,8 +471,8 @@ START_TEST(test_allow_dns_wildcard_admits_one_label_and_refuses_two)
 {
 	struct spec s = { .listener_extra =
 	    "allow = { dns = [\"*.svc.example\"]; };" };
-	struct h_tls_opts good = client("client-dns-a", 0);
-	struct h_tls_opts other = client("client-dns-xy", 0);
+	struct h_tls_opts good = h_client_opts("client-dns-a", 0);
+	struct h_tls_opts other = h_client_opts("client-dns-xy", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -509,7 +482,7 @@ START_TEST(test_allow_dns_wildcard_admits_one_label_and_refuses_two)
 	REFUSED(&d, &other, "x.y.svc.example", "identity-not-allowed",
 	    "identity not allowed", line);
 	ck_assert_msg(strstr(line, "DNS=x.y.svc.example") != NULL, "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -517,8 +490,8 @@ START_TEST(test_allow_uri_exact_admits_that_spiffe_id_only)
 {
 	struct spec s = { .listener_extra =
 	    "allow = { uri = [\"spiffe://prod/ns/db/sa/x\"]; };" };
-	struct h_tls_opts good = client("client-uri-db", 0);
-	struct h_tls_opts other = client("client-uri-web", 0);
+	struct h_tls_opts good = h_client_opts("client-uri-db", 0);
+	struct h_tls_opts other = h_client_opts("client-uri-web", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -529,7 +502,7 @@ START_TEST(test_allow_uri_exact_admits_that_spiffe_id_only)
 	    "identity not allowed", line);
 	ck_assert_msg(strstr(line, "URI=spiffe://prod/ns/web/sa/api") != NULL,
 	    "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -537,8 +510,8 @@ START_TEST(test_allow_uri_prefix_admits_namespace_and_refuses_another)
 {
 	struct spec s = { .listener_extra =
 	    "allow = { uri = [\"spiffe://prod/ns/web/*\"]; };" };
-	struct h_tls_opts good = client("client-uri-web", 0);
-	struct h_tls_opts other = client("client-uri-db", 0);
+	struct h_tls_opts good = h_client_opts("client-uri-web", 0);
+	struct h_tls_opts other = h_client_opts("client-uri-db", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -547,7 +520,7 @@ START_TEST(test_allow_uri_prefix_admits_namespace_and_refuses_another)
 	    NULL, line);
 	REFUSED(&d, &other, "db", "identity-not-allowed",
 	    "identity not allowed", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -555,8 +528,8 @@ START_TEST(test_allow_email_exact_admits_that_address_only)
 {
 	struct spec s = { .listener_extra =
 	    "allow = { email = [\"OPS@example.com\"]; };" };
-	struct h_tls_opts good = client("client-email", 0);
-	struct h_tls_opts other = client("client", 0);
+	struct h_tls_opts good = h_client_opts("client-email", 0);
+	struct h_tls_opts other = h_client_opts("client", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -565,7 +538,7 @@ START_TEST(test_allow_email_exact_admits_that_address_only)
 	    NULL, line);
 	REFUSED(&d, &other, "test-client@", "identity-not-allowed",
 	    "identity not allowed", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -573,9 +546,9 @@ START_TEST(test_allow_email_domain_admits_domain_and_refuses_subdomain)
 {
 	struct spec s = { .listener_extra =
 	    "allow = { email = [\"@example.com\"]; };" };
-	struct h_tls_opts a = client("client-email", 0);
-	struct h_tls_opts b = client("client", 0);
-	struct h_tls_opts sub = client("client-dns-xy", 0);
+	struct h_tls_opts a = h_client_opts("client-email", 0);
+	struct h_tls_opts b = h_client_opts("client", 0);
+	struct h_tls_opts sub = h_client_opts("client-dns-xy", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -588,7 +561,7 @@ START_TEST(test_allow_email_domain_admits_domain_and_refuses_subdomain)
 	    "identity not allowed", line);
 	ck_assert_msg(strstr(line, "email=ops@sub.example.com") != NULL, "%s",
 	    line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -596,8 +569,8 @@ START_TEST(test_allow_spki_pin_admits_that_key_and_refuses_another_key)
 {
 	char pin[64], extra[200];
 	struct spec s = { .listener_extra = extra };
-	struct h_tls_opts good = client("client", 0);
-	struct h_tls_opts other = client("client-dns-a", 0);
+	struct h_tls_opts good = h_client_opts("client", 0);
+	struct h_tls_opts other = h_client_opts("client-dns-a", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -609,7 +582,7 @@ START_TEST(test_allow_spki_pin_admits_that_key_and_refuses_another_key)
 	    NULL, line);
 	REFUSED(&d, &other, "another key", "identity-not-allowed",
 	    "identity not allowed", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -621,9 +594,9 @@ START_TEST(test_allow_several_rules_any_match_admits)
 	    "      dns = [\"*.svc.example\"];\n"
 	    "      uri = [\"spiffe://prod/ns/web/*\"];\n"
 	    "    };" };
-	struct h_tls_opts dns = client("client-dns-a", 0);
-	struct h_tls_opts uri = client("client-uri-web", 0);
-	struct h_tls_opts none = client("client", 0);
+	struct h_tls_opts dns = h_client_opts("client-dns-a", 0);
+	struct h_tls_opts uri = h_client_opts("client-uri-web", 0);
+	struct h_tls_opts none = h_client_opts("client", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -638,7 +611,7 @@ START_TEST(test_allow_several_rules_any_match_admits)
 	    "DNS=client.test.example, URI=spiffe://test.example/client, "
 	    "email=test-client@example.com: no allow rule matched") != NULL,
 	    "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -646,14 +619,14 @@ END_TEST
 START_TEST(test_no_allow_list_admits_any_client_of_the_ca)
 {
 	struct spec s = { 0 };
-	struct h_tls_opts a = client("client-dns-xy", 0);
+	struct h_tls_opts a = h_client_opts("client-dns-xy", 0);
 	struct h_daemon d;
 	char line[4096];
 
 	daemon_up(&d, "allow-none", &s);
 	ADMITTED(&d, &a, "any", "CLIENT_SUBJECT=\"CN=dns-xy\" ", NULL, line);
 	ck_assert_msg(strstr(line, "ALLOW_RULE=") == NULL, "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -670,8 +643,9 @@ START_TEST(test_crl_refuses_revoked_client_and_admits_good_one)
 	int v = _i % 2;
 	char extra[200];
 	struct spec s = { .tls_extra = extra };
-	struct h_tls_opts good = client("client", versions[v]);
-	struct h_tls_opts revoked = client("client-revoked", versions[v]);
+	struct h_tls_opts good = h_client_opts("client", versions[v]);
+	struct h_tls_opts revoked = h_client_opts("client-revoked",
+	    versions[v]);
 	struct h_daemon d;
 	char line[4096];
 
@@ -682,7 +656,7 @@ START_TEST(test_crl_refuses_revoked_client_and_admits_good_one)
 	    "client certificate revoked", line);
 	ck_assert_msg(strstr(line, "CLIENT_SUBJECT=\"OU=ops, "
 	    "CN=test-client-revoked\"") != NULL, "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -692,10 +666,10 @@ START_TEST(test_crl_list_of_two_files_applies_both)
 		.ca = "ca-int-bundle.crt",
 		.tls_extra = "crl = [\"@PKI@/int-ca.crl\", \"@PKI@/ca.crl\"];",
 	};
-	struct h_tls_opts good = client("client", 0);
+	struct h_tls_opts good = h_client_opts("client", 0);
 	struct h_tls_opts inter = client_files("client-int-chain", "client-int",
 	    0);
-	struct h_tls_opts revoked = client("client-revoked", 0);
+	struct h_tls_opts revoked = h_client_opts("client-revoked", 0);
 	struct h_tls_opts int_revoked = client_files("client-int-revoked-chain",
 	    "client-int-revoked", 0);
 	struct h_daemon d;
@@ -709,21 +683,21 @@ START_TEST(test_crl_list_of_two_files_applies_both)
 	    "client certificate revoked", line);
 	REFUSED(&d, &int_revoked, "revoked by the first file", "cert-revoked",
 	    "client certificate revoked", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_stale_crl_with_warn_admits_and_warns_once)
 {
 	struct spec s = { .tls_extra = "crl = \"@PKI@/ca-stale.crl\";" };
-	struct h_tls_opts good = client("client", 0);
-	struct h_tls_opts revoked = client("client-revoked", 0);
+	struct h_tls_opts good = h_client_opts("client", 0);
+	struct h_tls_opts revoked = h_client_opts("client-revoked", 0);
 	struct h_daemon d;
 	char line[4096];
 	int n;
 
 	daemon_up(&d, "crl-stale-warn", &s);
-	LOG_EXPECT(&d, line, ": warning: listener echo: CRL of \"O=tls-echod "
+	H_LOG_EXPECT(&d, line, ": warning: listener echo: CRL of \"O=tls-echod "
 	    "tests, CN=tls-echod test CA\" is stale: its next update was due "
 	    "2020-01-02 ");
 	ADMITTED(&d, &good, "first", NULL, NULL, line);
@@ -731,12 +705,12 @@ START_TEST(test_stale_crl_with_warn_admits_and_warns_once)
 	n = h_log_count(&d, "past its nextUpdate", NULL);
 	ck_assert_msg(n == 1, "%d \"past its nextUpdate\" warnings after two "
 	    "clients, want 1", n);
-	LOG_EXPECT(&d, line, ": warning: ", "past its nextUpdate",
+	H_LOG_EXPECT(&d, line, ": warning: ", "past its nextUpdate",
 	    "LISTENER=echo ");
 	/* Stale, but still a CRL: what it revokes stays revoked. */
 	REFUSED(&d, &revoked, "revoked client", "cert-revoked",
 	    "client certificate revoked", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -745,14 +719,14 @@ START_TEST(test_stale_crl_with_refuse_refuses_as_crl_stale)
 	int v = _i;
 	struct spec s = { .tls_extra =
 	    "crl = \"@PKI@/ca-stale.crl\";\n      crl_stale = \"refuse\";" };
-	struct h_tls_opts good = client("client", versions[v]);
+	struct h_tls_opts good = h_client_opts("client", versions[v]);
 	struct h_daemon d;
 	char line[4096];
 
 	daemon_up(&d, "crl-stale-refuse", &s);
 	REFUSED(&d, &good, "client under a stale CRL", "crl-stale",
 	    "CRL is stale", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -761,7 +735,7 @@ START_TEST(test_crl_file_replaced_and_reloaded_on_sighup_applies)
 {
 	char crl[4096], extra[4200], *text;
 	struct spec s = { .ca = "ca-int-bundle.crt", .tls_extra = extra };
-	struct h_tls_opts revoked = client("client-revoked", 0);
+	struct h_tls_opts revoked = h_client_opts("client-revoked", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -777,12 +751,12 @@ START_TEST(test_crl_file_replaced_and_reloaded_on_sighup_applies)
 	write_file(crl, text, 0644);
 	free(text);
 	ck_assert(h_daemon_signal(&d, SIGHUP) == 0);
-	LOG_EXPECT(&d, line, ": reloaded: generation 2 ");
+	H_LOG_EXPECT(&d, line, ": reloaded: generation 2 ");
 	/* The old worker stops accepting when it reads its pipe's EOF. */
-	LOG_EXPECT(&d, line, "(generation 1) stopping");
+	H_LOG_EXPECT(&d, line, "(generation 1) stopping");
 	REFUSED(&d, &revoked, "after the new CRL", "cert-revoked",
 	    "client certificate revoked", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -832,7 +806,7 @@ START_TEST(test_crl_of_intermediate_revokes_its_client_with_root_only_ca)
 	ADMITTED(&d, &good, "client of the intermediate", NULL, NULL, line);
 	REFUSED(&d, &revoked, "revoked client of the intermediate",
 	    "cert-revoked", "client certificate revoked", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -882,14 +856,14 @@ START_TEST(test_client_of_intermediate_with_its_chain_is_admitted_by_root)
 	daemon_up(&d, "chain", &s);
 	ADMITTED(&d, &inter, "intermediate chain",
 	    "CLIENT_SUBJECT=\"OU=ops, CN=test-client-int\" ", NULL, line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_client_of_intermediate_without_its_chain_is_unknown_ca)
 {
 	struct spec s = { 0 };
-	struct h_tls_opts alone = client("client-int", 0);
+	struct h_tls_opts alone = h_client_opts("client-int", 0);
 	struct h_daemon d;
 	char line[4096];
 
@@ -897,7 +871,7 @@ START_TEST(test_client_of_intermediate_without_its_chain_is_unknown_ca)
 	REFUSED(&d, &alone, "leaf without intermediate", "unknown-ca",
 	    "client certificate issued by an unknown CA", line);
 	ck_assert_msg(strstr(line, "intermediate") != NULL, "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -907,7 +881,7 @@ START_TEST(test_verify_depth_0_refuses_intermediate_chain_as_too_long)
 	struct spec s = { .tls_extra = "verify_depth = 0;" };
 	struct h_tls_opts inter = client_files("client-int-chain", "client-int",
 	    versions[v]);
-	struct h_tls_opts direct = client("client", versions[v]);
+	struct h_tls_opts direct = h_client_opts("client", versions[v]);
 	struct h_daemon d;
 	char line[4096];
 
@@ -915,7 +889,7 @@ START_TEST(test_verify_depth_0_refuses_intermediate_chain_as_too_long)
 	REFUSED(&d, &inter, "intermediate chain", "chain-too-long",
 	    "client certificate chain too long", line);
 	ADMITTED(&d, &direct, "direct client", NULL, NULL, line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -927,7 +901,7 @@ START_TEST(test_optional_admits_client_without_certificate_as_unauthenticated)
 {
 	int v = _i;
 	struct spec s = { .tls_extra = "verify_client = \"optional\";" };
-	struct h_tls_opts anon = client(NULL, versions[v]);
+	struct h_tls_opts anon = h_client_opts(NULL, versions[v]);
 	struct h_daemon d;
 	char line[4096];
 
@@ -935,7 +909,7 @@ START_TEST(test_optional_admits_client_without_certificate_as_unauthenticated)
 	ADMITTED(&d, &anon, "no certificate", "CLIENT_AUTH=none ", NULL, line);
 	ck_assert_msg(strstr(line, "CLIENT_SUBJECT=\"\"") != NULL ||
 	    strstr(line, "CLIENT_SUBJECT=") == NULL, "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -943,7 +917,8 @@ START_TEST(test_optional_still_refuses_expired_certificate)
 {
 	int v = _i;
 	struct spec s = { .tls_extra = "verify_client = \"optional\";" };
-	struct h_tls_opts expired = client("client-expired", versions[v]);
+	struct h_tls_opts expired = h_client_opts("client-expired",
+	    versions[v]);
 	struct h_daemon d;
 	char line[4096];
 
@@ -951,21 +926,21 @@ START_TEST(test_optional_still_refuses_expired_certificate)
 	REFUSED(&d, &expired, "expired", "cert-expired",
 	    "client certificate expired", line);
 	ck_assert_msg(strstr(line, "2021-01-01") != NULL, "%s", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_optional_admits_good_certificate_as_authenticated)
 {
 	struct spec s = { .tls_extra = "verify_client = \"optional\";" };
-	struct h_tls_opts good = client("client", 0);
+	struct h_tls_opts good = h_client_opts("client", 0);
 	struct h_daemon d;
 	char line[4096];
 
 	daemon_up(&d, "optional-good", &s);
 	ADMITTED(&d, &good, "good", "CLIENT_AUTH=certificate ",
 	    "CLIENT_SUBJECT=\"OU=ops, CN=test-client\" ", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -980,7 +955,7 @@ START_TEST(test_ciphers_refuse_aes_gcm_only_client_as_no_shared_cipher)
 {
 	int v = _i;
 	struct spec s = { .tls_extra = CHACHA_ONLY };
-	struct h_tls_opts aes = client("client", versions[v]);
+	struct h_tls_opts aes = h_client_opts("client", versions[v]);
 	struct h_daemon d;
 	char line[4096];
 
@@ -992,7 +967,7 @@ START_TEST(test_ciphers_refuse_aes_gcm_only_client_as_no_shared_cipher)
 	daemon_up(&d, "ciphers-aes", &s);
 	REFUSED(&d, &aes, "AES-GCM only", "no-shared-cipher",
 	    "no shared cipher", line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1004,7 +979,7 @@ START_TEST(test_ciphers_negotiate_chacha_in_tls13_and_tls12)
 	};
 	int v = _i;
 	struct spec s = { .tls_extra = CHACHA_ONLY };
-	struct h_tls_opts o = client("client", versions[v]);
+	struct h_tls_opts o = h_client_opts("client", versions[v]);
 	struct h_daemon d;
 	struct h_tls c;
 	char line[4096], tag[128], tail[1500];
@@ -1019,16 +994,16 @@ START_TEST(test_ciphers_negotiate_chacha_in_tls13_and_tls12)
 	ck_assert(h_tls_roundtrip(&c, "chacha\n", 7, IO_MS) == 0);
 	h_tls_close(&c);
 	snprintf(tag, sizeof(tag), "TLS_CIPHER=%s ", want[v]);
-	LOG_EXPECT(&d, line, c.peer_tag, ": connection closed: ", tag);
-	daemon_down(&d);
+	H_LOG_EXPECT(&d, line, c.peer_tag, ": connection closed: ", tag);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
 START_TEST(test_min_version_13_refuses_tls12_only_client)
 {
 	struct spec s = { .tls_extra = "min_version = \"1.3\";" };
-	struct h_tls_opts old = client("client", TLS1_2_VERSION);
-	struct h_tls_opts cur = client("client", TLS1_3_VERSION);
+	struct h_tls_opts old = h_client_opts("client", TLS1_2_VERSION);
+	struct h_tls_opts cur = h_client_opts("client", TLS1_3_VERSION);
 	struct h_daemon d;
 	char line[4096];
 
@@ -1036,7 +1011,7 @@ START_TEST(test_min_version_13_refuses_tls12_only_client)
 	REFUSED(&d, &old, "TLS 1.2 only", "protocol-version",
 	    "protocol version not supported", line);
 	ADMITTED(&d, &cur, "TLS 1.3", "TLS_VERSION=TLSv1.3 ", NULL, line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1044,13 +1019,13 @@ START_TEST(test_curves_x25519_with_min_version_13_is_accepted_and_used)
 {
 	struct spec s = { .tls_extra =
 	    "curves = [\"x25519\"];\n      min_version = \"1.3\";" };
-	struct h_tls_opts o = client("client", 0);
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct h_daemon d;
 	char line[4096];
 
 	daemon_up(&d, "curves-x25519", &s);
 	ADMITTED(&d, &o, "x25519", "TLS_VERSION=TLSv1.3 ", NULL, line);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1194,17 +1169,17 @@ START_TEST(test_daemon_logs_expiry_warnings_and_status_shows_nearest_expiry)
 	char line[4096];
 
 	daemon_up(&d, "expiry-log", &s);
-	LOG_EXPECT(&d, line, ": warning: listener echo: server certificate "
+	H_LOG_EXPECT(&d, line, ": warning: listener echo: server certificate "
 	    "\"CN=localhost\" expires ", "day(s) - renew it ",
 	    "CERT_KIND=\"server certificate\" ", "DAYS_LEFT=");
-	LOG_EXPECT(&d, line, ": warning: listener echo: CA \"O=tls-echod tests, "
-	    "CN=tls-echod test CA\" expires ", "day(s) - renew it ");
+	H_LOG_EXPECT(&d, line, ": warning: listener echo: CA \"O=tls-echod "
+	    "tests, CN=tls-echod test CA\" expires ", "day(s) - renew it ");
 	m = h_notify_wait(&d, "nearest expiry", LOG_MS);
 	ck_assert_msg(m != NULL, "no STATUS= with \"nearest expiry\"");
 	ck_assert_msg(strstr(m->text, "STATUS=") != NULL &&
 	    strstr(m->text, "nearest expiry: server certificate CN=localhost "
 	    "in ") != NULL, "STATUS: %s", m->text);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1230,9 +1205,9 @@ START_TEST(test_key_file_readable_by_others_is_warned_about)
 	run_free(&r);
 
 	daemon_up(&d, "keymode", &s);
-	LOG_EXPECT(&d, line, ": warning: listener echo: private key ",
+	H_LOG_EXPECT(&d, line, ": warning: listener echo: private key ",
 	    "is readable by group or others (mode 0644)");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1292,7 +1267,7 @@ START_TEST(test_whoami_sends_client_identity_as_json_then_echoes)
 {
 	int v = _i;
 	struct spec s = { .mode = "whoami" };
-	struct h_tls_opts o = client("client", versions[v]);
+	struct h_tls_opts o = h_client_opts("client", versions[v]);
 	struct h_daemon d;
 	struct h_tls c;
 	char json[8192], out[4096], serial[128], not_after[32], spki[64];
@@ -1344,7 +1319,7 @@ START_TEST(test_whoami_sends_client_identity_as_json_then_echoes)
 	ck_assert_msg(h_tls_roundtrip(&c, "after whoami\n", 13, IO_MS) == 0,
 	    "no echo after the JSON line: %s", c.err);
 	h_tls_close(&c);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -1415,7 +1390,7 @@ START_TEST(test_whoami_reports_utf8_names_as_the_same_unicode_text)
 	out[strcspn(out, "\n")] = '\0';
 	ck_assert_msg(st == 0 && strcmp(out, "OK") == 0, "whoami JSON %s"
 	    "(python3 exit %d): %s", json, st, out);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 

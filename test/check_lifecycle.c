@@ -211,15 +211,6 @@ nl_dump(const struct nlog *nl, size_t from, char *buf, size_t len)
 /* daemon helpers                                                            */
 /* ------------------------------------------------------------------------- */
 
-/* Wait for a log line holding all the needles; fail with the log tail. */
-#define LOG_EXPECT(d, line, ...) do { \
-	char tail_[2000]; \
-	ck_assert_msg(h_log_wait((d), LOG_MS, (line), sizeof(line), \
-	    __VA_ARGS__, NULL) == 0, "no log line with all of [%s] within " \
-	    "%d ms; log ends:\n%s", #__VA_ARGS__, LOG_MS, \
-	    h_log_tail((d), tail_, sizeof(tail_))); \
-} while (0)
-
 /*
  * The configuration the harness writes by default, as a template: log to
  * stderr, ${globals}, one echo listener "echo" on 127.0.0.1:@PORT@ with
@@ -334,18 +325,6 @@ up_simple(struct h_daemon *d, struct nlog *nl, const char *label,
 	};
 
 	up(d, nl, &o);
-}
-
-/* SIGTERM the daemon and require a clean exit 0. */
-static void
-daemon_down(struct h_daemon *d)
-{
-	char tail[1500];
-	int st = h_daemon_stop(d, EXIT_MS);
-
-	ck_assert_msg(st == 0, "daemon exit status %d after SIGTERM (%s); log "
-	    "ends:\n%s", st, d->err, h_log_tail(d, tail, sizeof(tail)));
-	h_daemon_kill(d);
 }
 
 /*
@@ -857,12 +836,12 @@ START_TEST(test_session_keeps_echoing_across_20_reloads)
 		 * idle retired workers exit at once. */
 		expect_children(&d, 3, 3000, "after a reload");
 	}
-	LOG_EXPECT(&d, line, "reloaded: generation 21 serving",
+	H_LOG_EXPECT(&d, line, "reloaded: generation 21 serving",
 	    "1 kept, 0 opened, 0 closed");
 	/* Ending the session lets the last generation-1 worker go. */
 	h_tls_close(&s);
 	expect_children(&d, 2, 3000, "after the session closed");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -901,7 +880,7 @@ START_TEST(test_client_in_tight_loop_sees_no_failure_during_20_reloads)
 	    "reloads; first: %s", failed, made, h.first_err);
 	ck_assert_msg(gen == 22, "the loop client stalled after reload to "
 	    "generation %u", gen);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1002,9 +981,9 @@ START_TEST(test_certificate_swapped_on_disk_is_served_after_reload)
 	ROUNDTRIP_OK(&d, &old, "old session after the swap");
 	peer_fingerprint(&old, fp, sizeof(fp));
 	ck_assert_str_eq(fp, fp_old);
-	LOG_EXPECT(&d, line, "reloaded: generation 2 serving");
+	H_LOG_EXPECT(&d, line, "reloaded: generation 2 serving");
 	h_tls_close(&old);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1102,7 +1081,7 @@ START_TEST(test_broken_config_reload_keeps_serving_and_says_why)
 	    want_file, nl_dump(&nl, from, dump, sizeof(dump)),
 	    h_log_tail(&d, tail, sizeof(tail)));
 	ck_assert_int_eq(nl.v[fail_i].pid, d.pid);
-	LOG_EXPECT(&d, line, "reload failed, still serving generation 1: ",
+	H_LOG_EXPECT(&d, line, "reload failed, still serving generation 1: ",
 	    want_file);
 	/* No RELOADING=1 or READY=1 for a reload that did not happen. */
 	sleep_ms(100);
@@ -1133,7 +1112,7 @@ START_TEST(test_broken_config_reload_keeps_serving_and_says_why)
 	h_tls_close(&old);
 	if (busy_fd >= 0)
 		close(busy_fd);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1201,13 +1180,13 @@ START_TEST(test_reload_adds_and_removes_listeners_and_keeps_unchanged_socket)
 	ino_after = listen_inode(d.port);
 	ck_assert_msg(ino_after == ino_before, "the unchanged listener's "
 	    "socket was replaced (inode %lu, now %lu)", ino_before, ino_after);
-	LOG_EXPECT(&d, line, "reloaded: generation 2 serving",
+	H_LOG_EXPECT(&d, line, "reloaded: generation 2 serving",
 	    "(listener sockets: 1 kept, 1 opened, 1 closed)");
 
 	connect_to(&c, &d, pc, "added listener");
 	ROUNDTRIP_OK(&d, &c, "on the added port %d", pc);
 	h_tls_close(&c);
-	LOG_EXPECT(&d, line, c.peer_tag, "LISTENER=added ");
+	H_LOG_EXPECT(&d, line, c.peer_tag, "LISTENER=added ");
 
 	/* The old generation goes, and with it the last copy of "gone". */
 	expect_retired(&d, 1, 2);
@@ -1216,7 +1195,7 @@ START_TEST(test_reload_adds_and_removes_listeners_and_keeps_unchanged_socket)
 	    "listener still accepts connections", pb);
 	ck_assert_msg(listen_inode(pb) == 0, "something still listens on the "
 	    "removed port %d", pb);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1270,7 +1249,7 @@ START_TEST(test_killed_worker_is_logged_and_replaced_with_backoff)
 	t0 = h_now_ms();
 	snprintf(needle, sizeof(needle), "(pid %ld) killed by signal 9 ",
 	    (long)w[0]);
-	LOG_EXPECT(&d, line, needle, "; restarting in 100 ms");
+	H_LOG_EXPECT(&d, line, needle, "; restarting in 100 ms");
 	repl = new_worker(&d, seen, 2, 3000);
 	ck_assert_msg(repl > 0, "no new worker within 3 s of killing %ld",
 	    (long)w[0]);
@@ -1290,14 +1269,14 @@ START_TEST(test_killed_worker_is_logged_and_replaced_with_backoff)
 	ck_assert(kill(repl, SIGKILL) == 0);
 	snprintf(needle, sizeof(needle), "(pid %ld) killed by signal 9 ",
 	    (long)repl);
-	LOG_EXPECT(&d, line, needle, "; restarting in 200 ms");
+	H_LOG_EXPECT(&d, line, needle, "; restarting in 200 ms");
 	repl2 = new_worker(&d, seen, 3, 3000);
 	ck_assert_msg(repl2 > 0, "no new worker after the second kill");
 	connect_to(&c, &d, d.port, "after the second kill");
 	ROUNDTRIP_OK(&d, &c, "after the second restart");
 	h_tls_close(&c);
 	ck_assert_int_eq(zombies_of(d.pid, w, 4), 0);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1349,11 +1328,11 @@ START_TEST(test_master_fds_and_rss_stay_flat_across_100_reloads)
 	else
 		ck_assert_msg(rss1 - rss0 < 2048, "master VmRSS grew %ld KiB "
 		    "over 100 reloads (%ld -> %ld)", rss1 - rss0, rss0, rss1);
-	LOG_EXPECT(&d, line, "reloaded: generation 101 serving");
+	H_LOG_EXPECT(&d, line, "reloaded: generation 101 serving");
 	connect_to(&c, &d, d.port, "after 100 reloads");
 	ROUNDTRIP_OK(&d, &c, "after 100 reloads");
 	h_tls_close(&c);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1397,7 +1376,7 @@ START_TEST(test_at_most_3_retired_generations_linger_oldest_are_killed)
 				snprintf(needle, sizeof(needle), "more than 3 "
 				    "generations draining: stopping generation "
 				    "%u now", g);
-				LOG_EXPECT(&d, line, needle);
+				H_LOG_EXPECT(&d, line, needle);
 			} else
 				ROUNDTRIP_OK(&d, &s[g], "generation %u after "
 				    "reload %u (retired 1..%u)", g, k, k);
@@ -1413,7 +1392,7 @@ START_TEST(test_at_most_3_retired_generations_linger_oldest_are_killed)
 	for (g = 1; g <= 6; g++)
 		h_tls_close(&s[g]);
 	expect_children(&d, 1, 3000, "after the sessions closed");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1433,7 +1412,7 @@ START_TEST(test_retired_session_echoes_until_drain_timeout_then_closes)
 	t_reload = h_now_ms();
 	(void)reload_ok(&d, &nl, 2);
 	expect_retired(&d, 1, 1);
-	LOG_EXPECT(&d, line, "worker 0 (generation 1) stopping (retired by "
+	H_LOG_EXPECT(&d, line, "worker 0 (generation 1) stopping (retired by "
 	    "reload, or the master exited): 1 connection(s) get up to 1.0 s");
 	ROUNDTRIP_OK(&d, &s, "right after the reload");
 	sleep_ms(400);
@@ -1447,15 +1426,15 @@ START_TEST(test_retired_session_echoes_until_drain_timeout_then_closes)
 	    " ms after the reload (drain_timeout 1 s): %s", elapsed, s.err);
 	ck_assert_msg(elapsed >= 900, "old session closed after %" PRId64
 	    " ms, before drain_timeout", elapsed);
-	LOG_EXPECT(&d, line, "worker 0: time is up: closing 1 connection(s)");
+	H_LOG_EXPECT(&d, line, "worker 0: time is up: closing 1 connection(s)");
 	snprintf(reason, sizeof(reason), "CLOSE_REASON=shutdown ");
-	LOG_EXPECT(&d, line, s.peer_tag, "connection closed:", reason);
+	H_LOG_EXPECT(&d, line, s.peer_tag, "connection closed:", reason);
 	h_tls_close(&s);
 	/* Generation 2 is not affected. */
 	ROUNDTRIP_OK(&d, &fresh, "generation 2 after the drain");
 	h_tls_close(&fresh);
 	expect_children(&d, 1, 3000, "after the drain");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1576,7 +1555,7 @@ START_TEST(test_watchdog_pings_every_half_watchdog_usec_from_master)
 	ck_assert_msg(pings >= 7 && max_gap <= 150, "%d WATCHDOG=1 in 1 s, "
 	    "longest gap %" PRId64 " ms (WATCHDOG_USEC=200000: want one per "
 	    "100 ms)", pings, max_gap);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1594,9 +1573,9 @@ START_TEST(test_sigusr1_logs_master_and_per_worker_connection_counts)
 	connect_to(&s, &d, d.port, "session for the status dump");
 	ROUNDTRIP_OK(&d, &s, "before SIGUSR1");
 	ck_assert(h_daemon_signal(&d, SIGUSR1) == 0);
-	LOG_EXPECT(&d, line, "status: generation 1, 0 reload(s), workers [");
+	H_LOG_EXPECT(&d, line, "status: generation 1, 0 reload(s), workers [");
 	ck_assert_int_eq(h_log_line_pid(line), d.pid);
-	LOG_EXPECT(&d, line, "status: listener echo on 127.0.0.1:");
+	H_LOG_EXPECT(&d, line, "status: listener echo on 127.0.0.1:");
 	n = h_log_wait_count(&d, 2, LOG_MS, "status: worker ", NULL);
 	ck_assert_msg(n == 2, "%d worker status lines, want 2; log ends:\n%s",
 	    n, h_log_tail(&d, tail, sizeof(tail)));
@@ -1620,9 +1599,9 @@ START_TEST(test_sigusr1_logs_master_and_per_worker_connection_counts)
 	ck_assert_int_eq(i, 2);
 	ck_assert_msg(total == 1, "the workers report %d connection(s) in all, "
 	    "want 1", total);
-	LOG_EXPECT(&d, line, "status: worker ", "(echo: 1)");
+	H_LOG_EXPECT(&d, line, "status: worker ", "(echo: 1)");
 	h_tls_close(&s);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -1665,7 +1644,7 @@ START_TEST(test_workers_outlive_killed_master_only_to_drain)
 		ck_assert_msg(st == 0, "worker %ld: exit status %d (-1: still "
 		    "running 3 s after its session ended)", (long)w[i], st);
 	}
-	LOG_EXPECT(&d, line, s.peer_tag, "CLOSE_REASON=client-closed ");
+	H_LOG_EXPECT(&d, line, s.peer_tag, "CLOSE_REASON=client-closed ");
 	nl_free(&nl);
 }
 END_TEST
@@ -1737,7 +1716,7 @@ START_TEST(test_workers_drop_to_nobody_while_master_stays_root)
 		    "%ld Uid: %ld %ld %ld %ld", (long)w[i], ids[0], ids[1],
 		    ids[2], ids[3]);
 	}
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -2277,11 +2256,11 @@ START_TEST(test_generation_cap_stops_the_oldest_with_close_notify_and_close_line
 			    "a bare EOF or reset" : r == 1 ? "data" : r == -1 ?
 			    "nothing" : "?", s[g].err, h_log_tail(&d, tail,
 			    sizeof(tail)));
-			LOG_EXPECT(&d, line, s[g].peer_tag, "connection closed:",
-			    "CLOSE_REASON=shutdown ");
+			H_LOG_EXPECT(&d, line, s[g].peer_tag,
+			    "connection closed:", "CLOSE_REASON=shutdown ");
 			snprintf(needle, sizeof(needle), "more than 3 generations "
 			    "draining: stopping generation %u now", g);
-			LOG_EXPECT(&d, line, needle);
+			H_LOG_EXPECT(&d, line, needle);
 		}
 		if (cur <= 5) {
 			connect_to(&s[cur], &d, d.port, "session in the new "
@@ -2304,7 +2283,7 @@ START_TEST(test_generation_cap_stops_the_oldest_with_close_notify_and_close_line
 	for (g = 1; g <= 5; g++)
 		h_tls_close(&s[g]);
 	expect_children(&d, 1, 3000, "after the sessions closed");
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST
@@ -2464,7 +2443,7 @@ START_TEST(test_after_ready_no_connection_is_served_by_a_retired_generation)
 	    "for the retired workers, in %" PRId64 " ms\n", BANNER_RELOADS,
 	    h_now_ms() - t0);
 	fflush(stdout);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
 END_TEST

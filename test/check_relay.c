@@ -94,18 +94,6 @@ poll_fd(int fd, short ev, int64_t deadline)
 	}
 }
 
-/* The client certificate every test uses (client.crt: CN test-client). */
-static struct h_tls_opts
-client_opts(void)
-{
-	struct h_tls_opts o;
-
-	memset(&o, 0, sizeof(o));
-	o.cert = h_pki("client.crt");
-	o.key = h_pki("client.key");
-	return o;
-}
-
 /* The number after " ${key}=" in a log line, or -1. */
 static long
 field_num(const char *line, const char *key)
@@ -117,15 +105,6 @@ field_num(const char *line, const char *key)
 	p = strstr(line, k);
 	return p != NULL ? strtol(p + strlen(k), NULL, 10) : -1;
 }
-
-/* Wait for a log line holding all the needles; fail with the log tail. */
-#define LOG_EXPECT(d, line, ...) do { \
-	char tail_[1500]; \
-	ck_assert_msg(h_log_wait((d), LOG_MS, (line), sizeof(line), \
-	    __VA_ARGS__, NULL) == 0, "no log line with all of [%s] within " \
-	    "%d ms; log ends:\n%s", #__VA_ARGS__, LOG_MS, \
-	    h_log_tail((d), tail_, sizeof(tail_))); \
-} while (0)
 
 /*
  * Send our close_notify (SSL_shutdown once: the first call only sends it;
@@ -244,7 +223,7 @@ relay_down(struct relay_daemon *r)
 static void
 connect_ok(struct h_tls *c, const struct relay_daemon *r, int port)
 {
-	struct h_tls_opts o = client_opts();
+	struct h_tls_opts o = h_client_opts("client", 0);
 	char tail[800];
 
 	ck_assert_msg(h_tls_connect(c, port, &o) == 0, "TLS connect to "
@@ -550,7 +529,7 @@ START_TEST(test_relay_carries_64_MiB_each_way_intact_to_a_slow_reader_in_bounded
 	struct relay_daemon r;
 	struct relay_spec s = { .label = "bulk", .sndbuf = 256 * KiB,
 	    .rcvbuf = 256 * KiB };
-	struct h_tls_opts o = client_opts();
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct echo_be e;
 	struct h_tls c;
 	unsigned char *data = malloc(BULK), rb[SLOW_READ];
@@ -696,7 +675,7 @@ START_TEST(test_relay_carries_64_MiB_each_way_intact_to_a_slow_reader_in_bounded
 	snprintf(b_in, sizeof(b_in), "BACKEND_BYTES_IN=%u ", BULK);
 	snprintf(b_out, sizeof(b_out), "BACKEND_BYTES_OUT=%u ", BULK);
 	snprintf(baddr, sizeof(baddr), "BACKEND_ADDR=%s ", e.be.addr);
-	LOG_EXPECT(&r.d, line, c.peer_tag,
+	H_LOG_EXPECT(&r.d, line, c.peer_tag,
 	    ": connection closed: client closed the connection ",
 	    "LISTENER=relay ", "CLOSE_REASON=client-closed ", n_in, n_out,
 	    b_in, b_out, baddr, "BACKEND_CONNECT_MS=",
@@ -799,7 +778,7 @@ START_TEST(test_client_close_notify_reaches_backend_as_eof_and_reply_still_arriv
 
 	snprintf(want_in, sizeof(want_in), "BYTES_IN=%u ", HC_REQ);
 	snprintf(want_out, sizeof(want_out), "BYTES_OUT=%u ", HC_REPLY);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=client-closed ",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=client-closed ",
 	    ": connection closed: client closed the connection ", want_in,
 	    want_out);
 	relay_down(&r);
@@ -889,7 +868,7 @@ START_TEST(test_backend_that_closes_while_client_sends_still_delivers_every_byte
 	 */
 	struct relay_spec s = { .label = "hc-backend-close",
 	    .sndbuf = 16 * KiB, .rcvbuf = 16 * KiB };
-	struct h_tls_opts o = client_opts();
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct close_be b;
 	struct h_tls c;
 	unsigned char *reply = malloc(BF_REPLY), *back = malloc(BF_REPLY + 1);
@@ -974,7 +953,7 @@ START_TEST(test_backend_that_closes_while_client_sends_still_delivers_every_byte
 	    "close_notify", st == 2 ? "a broken connection" : "nothing");
 	h_tls_close(&c);
 	snprintf(want, sizeof(want), "BACKEND_BYTES_IN=%u ", BF_REPLY);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:", want,
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:", want,
 	    "CLOSE_REASON=backend-closed ");
 	relay_down(&r);
 	be_end(&b.be);
@@ -1085,7 +1064,7 @@ START_TEST(test_backend_half_close_lets_client_keep_sending_to_backend)
 	snprintf(b_out, sizeof(b_out), "BACKEND_BYTES_OUT=%zu ",
 	    req_len + SW_LATE);
 	snprintf(want_out, sizeof(want_out), "BYTES_OUT=%u ", SW_REPLY);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=backend-closed ",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=backend-closed ",
 	    ": connection closed: backend closed the connection ", want_in,
 	    want_out, b_out);
 	relay_down(&r);
@@ -1177,7 +1156,7 @@ START_TEST(test_half_closed_connection_lingers_while_data_flows_then_times_out)
 	ck_assert(write(done[1], "x", 1) == 1);
 	be_join(&b.be);
 	ck_assert_msg(b.be.err[0] == '\0', "backend: %s", b.be.err);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=linger-timeout ",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=linger-timeout ",
 	    "connection closed: half-closed and idle");
 	dur = field_num(line, "DURATION_MS");
 	ck_assert_msg(dur >= LINGER_TICKS * LINGER_TICK_MS + 450, "DURATION_MS "
@@ -1317,7 +1296,7 @@ START_TEST(test_both_sides_ending_in_one_event_batch_leave_the_worker_alive)
 		ck_assert_msg(b.be.err[0] == '\0' && b.eof, "round %d: backend: "
 		    "%s", round, b.be.err[0] ? b.be.err : "no EOF");
 		snprintf(out, sizeof(out), "BYTES_OUT=%zu ", strlen(BOTH_REPLY));
-		LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
+		H_LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
 		    "BYTES_IN=6 ", out);
 		ck_assert_int_eq(h_log_count(&r.d, c.peer_tag, NULL), 1);
 	}
@@ -1563,7 +1542,7 @@ START_TEST(test_refused_backend_closes_client_cleanly_and_logs_backend_refused)
 	snprintf(words, sizeof(words), ": connection closed: backend %s: ",
 	    addr);
 	snprintf(baddr, sizeof(baddr), "BACKEND_ADDR=%s ", addr);
-	LOG_EXPECT(&r.d, line, c.peer_tag, words, baddr,
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, words, baddr,
 	    "LISTENER=relay ");
 	ck_assert_msg(strstr(line, "CLOSE_REASON=backend-refused ") != NULL &&
 	    strstr(line, "refused") != NULL, "%s backend: want "
@@ -1603,9 +1582,9 @@ START_TEST(test_silent_backend_is_closed_by_idle_timeout_while_echo_listener_ser
 	    "with %d, not close_notify (%s)", st, c.err);
 	h_tls_close(&c);
 	snprintf(baddr, sizeof(baddr), "BACKEND_ADDR=%s ", b.addr);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=idle-timeout ", baddr,
-	    "connection closed: idle for 1.0 s", "BACKEND_BYTES_OUT=14 ",
-	    "BACKEND_BYTES_IN=0 ");
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=idle-timeout ",
+	    baddr, "connection closed: idle for 1.0 s",
+	    "BACKEND_BYTES_OUT=14 ", "BACKEND_BYTES_IN=0 ");
 	dur = field_num(line, "DURATION_MS");
 	ck_assert_msg(dur >= 1000 && dur <= 2500, "DURATION_MS %ld with "
 	    "idle_timeout = 1: %s", dur, line);
@@ -1689,7 +1668,7 @@ START_TEST(test_blackholed_backend_connect_times_out_while_echo_listener_serves)
 	    "with %d, not close_notify (%s)", st, c.err);
 	h_tls_close(&c);
 	snprintf(baddr, sizeof(baddr), "BACKEND_ADDR=%s ", b.addr);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=backend-timeout ",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "CLOSE_REASON=backend-timeout ",
 	    baddr, ": connection closed: backend ", "no connection within 1.0 s");
 	dur = field_num(line, "DURATION_MS");
 	ck_assert_msg(dur >= 1000 && dur <= 2500, "DURATION_MS %ld with "
@@ -1767,7 +1746,7 @@ START_TEST(test_client_reset_during_backend_connect_costs_no_cpu)
 	ck_assert_msg(cpu1 - cpu0 < wall / 4, "the worker used %ld ms of CPU in "
 	    "%" PRId64 " ms with one reset client waiting for a backend "
 	    "connect: it spins on the dead socket", cpu1 - cpu0, wall);
-	LOG_EXPECT(&r.d, line, tag, "connection closed:");
+	H_LOG_EXPECT(&r.d, line, tag, "connection closed:");
 	echo_listener_serves(&r, "after a reset client");
 	relay_down(&r);
 	blackhole_end(&b, fill);
@@ -1998,7 +1977,7 @@ START_TEST(test_proxy_v2_header_parsed_independently_names_client_then_payload_i
 	/* The header counts as bytes sent to the backend, not from the client. */
 	snprintf(bout, sizeof(bout), "BACKEND_BYTES_OUT=%zu ", b.hdr_len +
 	    strlen(PX_PAYLOAD));
-	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:", bout,
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:", bout,
 	    "CLOSE_REASON=client-closed ");
 	ck_assert_msg(field_num(line, "BYTES_IN") == (long)strlen(PX_PAYLOAD),
 	    "BYTES_IN counts the header: %s", line);
@@ -2024,7 +2003,7 @@ START_TEST(test_proxy_v1_line_is_exact_then_payload_intact)
 	    memcmp(b.hdr, want, b.hdr_len) == 0, "PROXY v1 line is \"%.*s\", "
 	    "want \"%s\"", (int)b.hdr_len, (const char *)b.hdr, want);
 	h_tls_close(&c);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
 	    "CLOSE_REASON=client-closed ");
 	relay_down(&r);
 	be_end(&b.be);
@@ -2183,7 +2162,7 @@ START_TEST(test_tls_backend_is_verified_and_sees_our_client_certificate)
 	    " bytes", b.echoed);
 	ck_assert_msg(b.close_notify, "the relay did not pass our "
 	    "close_notify on as close_notify to the backend");
-	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
 	    "CLOSE_REASON=client-closed ", "BYTES_IN=23 ", "BYTES_OUT=23 ");
 	fprintf(stderr, "tls backend (%s): %s with the backend\n", _i == 0 ?
 	    "server_name localhost" : "IP from address", b.version);
@@ -2660,7 +2639,7 @@ START_TEST(test_proxy_header_goes_in_the_clear_before_the_backend_tls_handshake)
 	snprintf(bout, sizeof(bout), "BACKEND_BYTES_OUT=%zu ", b.hdr_len +
 	    strlen(msg));
 	snprintf(bin, sizeof(bin), "BYTES_IN=%zu ", strlen(msg));
-	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
 	    "CLOSE_REASON=client-closed ", bin, bout);
 	relay_down(&r);
 	be_end(&b.t.be);
@@ -2758,7 +2737,7 @@ START_TEST(test_idle_timeout_with_output_pending_to_the_client_still_ends_with_c
 	struct relay_daemon r;
 	struct relay_spec s = { .label = "pending-close",
 	    .extra = "idle_timeout = 1;", .sndbuf = 4 * KiB };
-	struct h_tls_opts o = client_opts();
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct flood_be b;
 	struct h_tls c;
 	unsigned char *data = malloc(PEND_FLOOD), buf[16384];
@@ -2829,7 +2808,7 @@ START_TEST(test_idle_timeout_with_output_pending_to_the_client_still_ends_with_c
 	ck_assert_msg(write(done[1], "x", 1) == 1, "pipe");
 	be_join(&b.be);
 	ck_assert_msg(b.be.err[0] == '\0', "backend: %s", b.be.err);
-	LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
+	H_LOG_EXPECT(&r.d, line, c.peer_tag, "connection closed:",
 	    "CLOSE_REASON=idle-timeout ");
 	out = field_num(line, "BYTES_OUT");
 	fprintf(stderr, "pending-close: backend sent %zu, relay logged "
@@ -2868,7 +2847,7 @@ dead_backend_run(bool client_writes, char *closed, size_t closedlen)
 	struct relay_spec s = { .label = client_writes ? "dead-backend-write" :
 	    "dead-backend-silent", .extra = "idle_timeout = 0; "
 	    "linger_timeout = 1;", .sndbuf = PEND_BUF, .rcvbuf = PEND_BUF };
-	struct h_tls_opts o = client_opts();
+	struct h_tls_opts o = h_client_opts("client", 0);
 	struct flood_be b;
 	struct h_tls c;
 	unsigned char *data = malloc(DEAD_FLOOD);

@@ -50,14 +50,6 @@ client(int version, SSL_SESSION *session)
 	return o;
 }
 
-#define LOG_EXPECT(d, line, ...) do { \
-	char tail_[1200]; \
-	ck_assert_msg(h_log_wait((d), LOG_MS, (line), sizeof(line), \
-	    __VA_ARGS__, NULL) == 0, "no log line with all of [%s] within " \
-	    "%d ms; log ends:\n%s", #__VA_ARGS__, LOG_MS, \
-	    h_log_tail((d), tail_, sizeof(tail_))); \
-} while (0)
-
 static void
 daemon_up(struct h_daemon *d, const char *label, const char *globals,
     const char *config)
@@ -71,17 +63,6 @@ daemon_up(struct h_daemon *d, const char *label, const char *globals,
 
 	ck_assert_msg(h_daemon_start(d, &o) == 0, "daemon did not start: %s",
 	    d->err);
-}
-
-static void
-daemon_down(struct h_daemon *d)
-{
-	char tail[600];
-	int st = h_daemon_stop(d, 10000);
-
-	ck_assert_msg(st == 0, "daemon exit status %d (%s); log ends:\n%s", st,
-	    d->err, h_log_tail(d, tail, sizeof(tail)));
-	h_daemon_kill(d);
 }
 
 /* A full handshake and a round-trip (TLS 1.3 tickets come after it). */
@@ -194,7 +175,7 @@ START_TEST(test_ticket_resumes_on_every_worker)
 			reused += r[k].reused;
 		}
 		/* The close lines are written asynchronously. */
-		LOG_EXPECT(&d, line, "TLS_RESUMED=yes");
+		H_LOG_EXPECT(&d, line, "TLS_RESUMED=yes");
 		usleep(200000);
 		nw = resuming_workers(&d, pids, 8);
 	}
@@ -207,7 +188,7 @@ START_TEST(test_ticket_resumes_on_every_worker)
 	ck_assert_msg(nw == 2, "%s: resumptions were served by %d worker(s) "
 	    "in %d rounds: cannot tell whether a ticket from one worker "
 	    "resumes on the other", version_names[_i], nw, ROUNDS);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -304,7 +285,7 @@ START_TEST(test_reload_rotates_ticket_keys_unless_ticket_key_file)
 	    "%s: a ticket from before the reload still resumed",
 	    version_names[_i]);
 	SSL_SESSION_free(s);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 
 	/* ticket_key_file: the same keys across reloads (and hosts). */
 	snprintf(g, sizeof(g), "workers = 1; ticket_key_file = \"%s\";",
@@ -316,7 +297,7 @@ START_TEST(test_reload_rotates_ticket_keys_unless_ticket_key_file)
 	    "%s: with ticket_key_file a ticket did not survive a reload",
 	    version_names[_i]);
 	SSL_SESSION_free(s);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -337,12 +318,12 @@ START_TEST(test_resumed_client_is_held_to_the_new_allow_list)
 	ck_assert_msg(try_resume(&d, v, s, tag, sizeof(tag)) == -1,
 	    "%s: a resumed client outside the allow-list was served",
 	    version_names[_i]);
-	LOG_EXPECT(&d, line, tag, "CLOSE_REASON=identity-not-allowed ",
+	H_LOG_EXPECT(&d, line, tag, "CLOSE_REASON=identity-not-allowed ",
 	    "handshake refused: identity not allowed");
 	ck_assert_msg(strstr(line, "CN=test-client") != NULL, "the refusal "
 	    "does not name the resumed client: %s", line);
 	SSL_SESSION_free(s);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 
@@ -370,7 +351,7 @@ START_TEST(test_resumption_off_issues_no_ticket)
 	    version_names[_i]);
 	if (s != NULL)
 		SSL_SESSION_free(s);
-	daemon_down(&d);
+	H_DAEMON_DOWN(&d);
 }
 END_TEST
 

@@ -1835,3 +1835,68 @@ h_first_diff(const unsigned char *a, const unsigned char *b, size_t len)
 		;
 	return i;
 }
+
+/* --- shared by the integration suites ------------------------------------ */
+
+struct h_tls_opts
+h_client_opts(const char *name, int version)
+{
+	struct h_tls_opts o;
+	char f[96];
+
+	memset(&o, 0, sizeof(o));
+	if (name != NULL) {
+		snprintf(f, sizeof(f), "%s.crt", name);
+		o.cert = h_pki(f);
+		snprintf(f, sizeof(f), "%s.key", name);
+		o.key = h_pki(f);
+	}
+	o.min_version = o.max_version = version;
+	return o;
+}
+
+int
+h_daemon_up(struct h_daemon *d, const char *label, const char *globals,
+    const char *listener_extra)
+{
+	struct h_daemon_opts o = {
+		.label = label,
+		.globals = globals,
+		.listener_extra = listener_extra,
+		.activation = true,
+	};
+
+	return h_daemon_start(d, &o);
+}
+
+int
+h_daemon_down(struct h_daemon *d, char *why, size_t len)
+{
+	char tail[1200];
+	int st = h_daemon_stop(d, 10000);
+
+	if (st != 0)
+		snprintf(why, len, "daemon exit status %d after SIGTERM (%s); "
+		    "log ends:\n%s", st, d->err, h_log_tail(d, tail,
+		    sizeof(tail)));
+	h_daemon_kill(d);
+	return st == 0 ? 0 : -1;
+}
+
+int
+h_proc_fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+	if ((dir = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(dir)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n;
+}

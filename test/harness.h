@@ -7,7 +7,9 @@
  * offers an OpenSSL client plus raw-socket helpers.  Every wait is bounded:
  * each function that waits takes a timeout in milliseconds and fails when it
  * passes.  Nothing here calls Check: functions return 0/-1 (or NULL) and put
- * a message in an error buffer, and the test decides.
+ * a message in an error buffer, and the test decides.  The H_* assertion
+ * macros at the end are the exception: they expand in the test file, which
+ * includes <check.h>.
  *
  * Environment (set by test/run-tests.sh via the Makefile): TLS_ECHOD_BIN,
  * TEST_PKI, TEST_TMPDIR, all absolute.
@@ -456,5 +458,68 @@ void h_fill_pattern(unsigned char *buf, size_t len, uint64_t seed);
  */
 size_t h_first_diff(const unsigned char *a, const unsigned char *b,
     size_t len);
+
+/* --- shared by the integration suites ------------------------------------ */
+
+#define H_LOG_MS 5000 /* H_LOG_EXPECT's bound for a log line to appear */
+
+/**
+ * h_client_opts(name, version):
+ * Client options with certificate ${name}.crt and key ${name}.key from the
+ * PKI (NULL: no certificate), pinned to ${version} (e.g. TLS1_2_VERSION;
+ * 0: whatever both sides prefer).  The paths live in h_pki()'s ring.
+ */
+struct h_tls_opts h_client_opts(const char *name, int version);
+
+/**
+ * h_daemon_up(d, label, globals, listener_extra):
+ * h_daemon_start() with the harness's default configuration (one echo
+ * listener; ${globals} and ${listener_extra} may be NULL) and socket
+ * activation.  0, or -1 with a message in ${d->err}.
+ */
+int h_daemon_up(struct h_daemon *d, const char *label, const char *globals,
+    const char *listener_extra);
+
+/**
+ * h_daemon_down(d, why, len):
+ * SIGTERM, and require exit status 0 within 10 s.  The daemon is gone
+ * afterwards either way (killed if need be).  0, or -1 with the status and
+ * the log's tail in ${why}.
+ */
+int h_daemon_down(struct h_daemon *d, char *why, size_t len);
+
+/**
+ * h_proc_fd_count(pid):
+ * How many file descriptors ${pid} has open (entries of /proc/PID/fd), or
+ * -1 if it cannot be read.
+ */
+int h_proc_fd_count(pid_t pid);
+
+/* Check assertions (they need <check.h> where they expand). */
+
+/* h_daemon_up() or fail the test with the reason. */
+#define H_DAEMON_UP(d, label, globals, extra) \
+	ck_assert_msg(h_daemon_up((d), (label), (globals), (extra)) == 0, \
+	    "daemon did not start: %s", (d)->err)
+
+/* h_daemon_down() or fail the test with the status and the log's tail. */
+#define H_DAEMON_DOWN(d) do { \
+	char why_[2048]; \
+	ck_assert_msg(h_daemon_down((d), why_, sizeof(why_)) == 0, "%s", \
+	    why_); \
+} while (0)
+
+/*
+ * Wait up to H_LOG_MS for a log line of daemon ${d} holding every needle
+ * (at least one), copy it to char array ${line}, or fail the test with the
+ * log's tail.
+ */
+#define H_LOG_EXPECT(d, line, ...) do { \
+	char tail_[1500]; \
+	ck_assert_msg(h_log_wait((d), H_LOG_MS, (line), sizeof(line), \
+	    __VA_ARGS__, NULL) == 0, "no log line with all of [%s] within " \
+	    "%d ms; log ends:\n%s", #__VA_ARGS__, H_LOG_MS, \
+	    h_log_tail((d), tail_, sizeof(tail_))); \
+} while (0)
 
 #endif
