@@ -1158,6 +1158,9 @@ conn_event(struct conn_set *set, void *cookie, uint32_t events,
 
 	if (s->c->state == CONN_DONE)
 		return; /* finished earlier in this batch, via its other socket */
+	if (s->tls != NULL &&
+	    (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+		tlssess_readable(s->tls);
 	if (s == &s->c->backend && s->c->state == CONN_RELAY &&
 	    (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
 		s->c->backend_gone = true;

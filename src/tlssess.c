@@ -21,6 +21,10 @@
 #include <time.h>
 #include <mbedtls/platform_util.h>
 
+/* Bytes one small read may fetch ahead: a 64-byte message's record and
+ * its header come in one recv(); a 16 KiB record costs no more calls. */
+#define TLSSESS_READAHEAD 256
+
 struct tlssess {
 	mbedtls_ssl_context ssl;
 	struct tlsctx *ctx; /* not owned */
@@ -47,6 +51,12 @@ struct tlssess {
 	char leaf_issuer[512];
 	char leaf_from[32];
 	char leaf_to[32];
+	/* Read-ahead: mbedTLS asks for a record's 5-byte header, then its
+	 * body; for small records one recv() gets both (and often the next). */
+	uint16_t ra_off, ra_len;
+	int rx_drained; /* the last recv() came back short: the socket is
+	                   empty, no need to ask it again before epoll */
+	unsigned char ra[TLSSESS_READAHEAD];
 };
 
 /*
@@ -83,17 +93,46 @@ sess_send(void *p, const unsigned char *buf, size_t len)
 	return MBEDTLS_ERR_NET_SEND_FAILED;
 }
 
+/*
+ * mbedTLS's receive callback.  Small requests (a record header) read up to
+ * TLSSESS_READAHEAD bytes and keep the rest for the next call; large ones
+ * (a record body) go straight into mbedTLS's buffer.  A short read means
+ * the socket is empty: the next call answers WANT_READ without a system
+ * call (level-triggered epoll wakes us when more arrives).
+ */
 static int
 sess_recv(void *p, unsigned char *buf, size_t len)
 {
 	struct tlssess *s = p;
-	ssize_t n = recv(s->fd, buf, len, 0);
+	ssize_t n;
+	size_t want;
 
-	if (n > 0) {
-		if (s->bytes_rx == 0)
-			s->first_byte = buf[0];
-		s->bytes_rx += (uint64_t)n;
+	if (s->ra_off < s->ra_len) {
+		n = (ssize_t)(s->ra_len - s->ra_off);
+		if ((size_t)n > len)
+			n = (ssize_t)len;
+		memcpy(buf, s->ra + s->ra_off, (size_t)n);
+		s->ra_off = (uint16_t)(s->ra_off + n);
 		return (int)n;
+	}
+	if (s->rx_drained) {
+		s->rx_drained = 0;
+		return MBEDTLS_ERR_SSL_WANT_READ;
+	}
+	want = len < sizeof(s->ra) ? sizeof(s->ra) : len;
+	n = recv(s->fd, len < sizeof(s->ra) ? s->ra : buf, want, 0);
+	if (n > 0) {
+		unsigned char *got = len < sizeof(s->ra) ? s->ra : buf;
+
+		if (s->bytes_rx == 0)
+			s->first_byte = got[0];
+		s->bytes_rx += (uint64_t)n;
+		s->rx_drained = (size_t)n < want;
+		if (got == buf)
+			return (int)n;
+		s->ra_off = 0;
+		s->ra_len = (uint16_t)n;
+		return sess_recv(s, buf, len);
 	}
 	if (n == 0) {
 		s->saw_eof = 1;
@@ -381,10 +420,16 @@ tlssess_write(struct tlssess *s, const void *buf, size_t len, size_t *ret_n)
 	return io_result(s, ret);
 }
 
+void
+tlssess_readable(struct tlssess *s)
+{
+	s->rx_drained = 0;
+}
+
 int
 tlssess_pending(const struct tlssess *s)
 {
-	return mbedtls_ssl_check_pending(&s->ssl);
+	return mbedtls_ssl_check_pending(&s->ssl) || s->ra_off < s->ra_len;
 }
 
 enum tls_io

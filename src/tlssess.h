@@ -87,6 +87,13 @@ enum tls_io tlssess_write(struct tlssess *s, const void *buf, size_t len,
     size_t *ret_n);
 
 /**
+ * tlssess_readable(s):
+ * Epoll reported ${s}'s socket readable (or hung up): forget that the last
+ * read found it empty.
+ */
+void tlssess_readable(struct tlssess *s);
+
+/**
  * tlssess_pending(s):
  * True if decrypted or buffered input waits inside the session, which no
  * socket readiness will announce.
