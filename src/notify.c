@@ -1,18 +1,73 @@
 /*
  * notify: the service manager protocol (sd_notify).
+ *
+ * Messages go out on a non-blocking datagram socket: libsystemd's
+ * sd_notify() blocks when the manager's queue is full (10 datagrams by
+ * default), and a master stuck there stops supervising its workers and
+ * handling signals.  A message that does not fit is dropped instead; the
+ * next STATUS= refresh carries the news.  NOTIFY_SOCKET forms other than a
+ * path or an abstract name (vsock, systemd 254+) go through sd_notify().
  */
 #include "notify.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
+
+static void
+send_text(const char *text)
+{
+	const char *e = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa;
+	size_t n;
+	int fd;
+
+	if (e == NULL || e[0] == '\0')
+		return;
+	n = strlen(e);
+	if ((e[0] != '/' && e[0] != '@') || n >= sizeof(sa.sun_path)) {
+		(void)sd_notify(0, text);
+		return;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, e, n);
+	if (e[0] == '@')
+		sa.sun_path[0] = '\0'; /* abstract namespace */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return;
+	/* The manager learns our pid from the kernel (SO_PASSCRED). */
+	(void)sendto(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT,
+	    (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un,
+	    sun_path) + n + (e[0] == '/' ? 1 : 0)));
+	close(fd);
+}
+
+static void __attribute__((format(printf, 1, 2)))
+sendf(const char *fmt, ...)
+{
+	char buf[640];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	send_text(buf);
+}
 
 void
 notify_ready(const char *status)
 {
-	(void)sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+	sendf("READY=1\nSTATUS=%s", status);
 }
 
 void
@@ -24,7 +79,7 @@ notify_status(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	(void)sd_notifyf(0, "STATUS=%s", buf);
+	sendf("STATUS=%s", buf);
 }
 
 void
@@ -33,7 +88,7 @@ notify_reloading(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	(void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\n"
+	sendf("RELOADING=1\nMONOTONIC_USEC=%llu\n"
 	    "STATUS=reloading", (unsigned long long)ts.tv_sec * 1000000ull +
 	    (unsigned long long)ts.tv_nsec / 1000ull);
 }
@@ -41,7 +96,7 @@ notify_reloading(void)
 void
 notify_stopping(const char *status)
 {
-	(void)sd_notifyf(0, "STOPPING=1\nSTATUS=%s", status);
+	sendf("STOPPING=1\nSTATUS=%s", status);
 }
 
 uint64_t
@@ -58,5 +113,5 @@ notify_watchdog_usec(void)
 void
 notify_watchdog(void)
 {
-	(void)sd_notify(0, "WATCHDOG=1");
+	send_text("WATCHDOG=1");
 }

@@ -357,7 +357,15 @@ tick(struct worker *w, uint64_t now)
 	if (w->stopping)
 		return;
 	for (i = 0; i < w->nls; i++)
+		/*
+		 * A full worker stays out: with EPOLLEXCLUSIVE the kernel
+		 * wakes one waiter per connection, and a full worker taking
+		 * that wakeup would leave the connection queued while
+		 * another worker has room.
+		 */
 		if (!w->ls[i].registered && now >= w->ls[i].paused_until &&
+		    w->conns.n < w->max_conns &&
+		    w->ls[i].cl.active < w->ls[i].cl.cfg->max_connections &&
 		    listener_register(w, &w->ls[i]) != 0)
 			log_msg(LOG_ERR, "listener %s: epoll_ctl: %s",
 			    w->ls[i].cl.cfg->name, strerror(errno));

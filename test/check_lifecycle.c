@@ -1513,6 +1513,30 @@ START_TEST(test_notify_ready_reloading_ready_stopping_from_master)
 }
 END_TEST
 
+/*
+ * A service manager that does not read its notify socket (its queue holds
+ * ~10 datagrams) must not stall the master: 30 reloads send ~60 messages
+ * nobody reads; every reload still happens (log) and SIGTERM still works.
+ */
+START_TEST(test_unread_notify_socket_never_blocks_the_master)
+{
+	struct h_daemon d;
+	char tail[1500];
+	int i, n;
+
+	H_DAEMON_UP(&d, "notify-unread", "workers = 1;", NULL);
+	for (i = 0; i < 30; i++) {
+		ck_assert(h_daemon_signal(&d, SIGHUP) == 0);
+		n = h_log_wait_count(&d, i + 1, LOG_MS, "reloaded: generation ",
+		    NULL);
+		ck_assert_msg(n >= i + 1, "reload %d not done within %d ms "
+		    "(master blocked on sd_notify?); log ends:\n%s", i + 1,
+		    LOG_MS, h_log_tail(&d, tail, sizeof(tail)));
+	}
+	H_DAEMON_DOWN(&d);
+}
+END_TEST
+
 START_TEST(test_watchdog_pings_every_half_watchdog_usec_from_master)
 {
 	static const char *const env[] = { "WATCHDOG_USEC=200000", NULL };
@@ -2493,6 +2517,7 @@ lifecycle_suite(void)
 	tc = tcase(s, "notify", 30);
 	tcase_add_test(tc, test_notify_ready_reloading_ready_stopping_from_master);
 	tcase_add_test(tc, test_watchdog_pings_every_half_watchdog_usec_from_master);
+	tcase_add_test(tc, test_unread_notify_socket_never_blocks_the_master);
 	tcase_add_test(tc, test_sigusr1_logs_master_and_per_worker_connection_counts);
 
 	tc = tcase(s, "systemd", 30);

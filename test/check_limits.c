@@ -554,6 +554,51 @@ START_TEST(test_worker_connections_3_holds_fourth_in_backlog_until_one_closes)
 }
 END_TEST
 
+/*
+ * A full worker must not take the wakeup for a new connection: with
+ * EPOLLEXCLUSIVE the kernel wakes one worker, and a full one that wakes
+ * pauses again and leaves the connection queued while the other worker has
+ * room.  worker_connections = 1, two workers: A fills one worker, B comes
+ * and goes on the other; C must then be served by the one with room.
+ */
+START_TEST(test_full_worker_does_not_strand_a_connection_another_could_take)
+{
+	struct spec s = { .workers = 2, .globals = "worker_connections = 1;" };
+	struct client me;
+	struct h_daemon d;
+	struct h_tls a, b, c;
+	char tail[1500];
+	pid_t w[2];
+	int r;
+
+	client_init(&me, "client", 0);
+	daemon_up(&d, "fullworker", &s);
+	workers_of(&d, w, 2);
+	worker_pause(w[1]);
+	open_admitted(&d, &a, &me.o, "A on the first worker");
+	usleep(400 * 1000); /* the full worker's paused listener ticks */
+	worker_resume(w[1]);
+	worker_pause(w[0]);
+	open_admitted(&d, &b, &me.o, "B on the second worker");
+	worker_resume(w[0]);
+	usleep(400 * 1000);
+	h_tls_close(&b);
+	usleep(400 * 1000);
+	memset(&c, 0, sizeof(c));
+	c.fd = h_tcp_connect(d.port, IO_MS);
+	ck_assert_msg(c.fd >= 0, "C: TCP connect failed: %s", strerror(errno));
+	manual_client(&c, &me);
+	r = handshake_step(&c, 3000);
+	ck_assert_msg(r == 1, "C's handshake %s within 3 s although the second "
+	    "worker has room (%s); log ends:\n%s", r == 0 ? "made no progress" :
+	    "failed", c.err, h_log_tail(&d, tail, sizeof(tail)));
+	ck_assert_msg(h_tls_roundtrip(&c, "C\n", 2, IO_MS) == 0, "%s", c.err);
+	h_tls_close(&c);
+	h_tls_close(&a);
+	daemon_down(&d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------- */
 /* tls.record_size                                                           */
 /* ------------------------------------------------------------------------- */
@@ -885,6 +930,8 @@ limits_suite(void)
 	tc = tcase(s, "worker_connections", 30);
 	tcase_add_test(tc,
 	    test_worker_connections_3_holds_fourth_in_backlog_until_one_closes);
+	tcase_add_test(tc,
+	    test_full_worker_does_not_strand_a_connection_another_could_take);
 
 	tc = tcase(s, "record_size", 30);
 	tcase_add_loop_test(tc,
