@@ -1031,6 +1031,7 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 			enter_refused(set, c, now_ms);
 			return;
 		}
+		tlssess_admitted(c->client.tls);
 		c->ndirs = c->l->cfg->mode == CFG_MODE_RELAY ? 2 : 1;
 		if (c->l->cfg->mode == CFG_MODE_RELAY) {
 			start_connect(set, c, now_ms);

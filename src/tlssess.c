@@ -21,6 +21,17 @@
 #include <time.h>
 #include <mbedtls/platform_util.h>
 
+/* The client's leaf certificate in words, for refusal messages only. */
+struct leaf_text {
+	char subject[512];
+	char issuer[512];
+	char from[32];
+	char to[32];
+};
+
+/* A field of ${s}'s leaf_text, "" if there is none. */
+#define LEAF(s, f) ((s)->leaf != NULL ? (s)->leaf->f : "")
+
 /* Bytes one small read may fetch ahead: a 64-byte message's record and
  * its header come in one recv(); a 16 KiB record costs no more calls. */
 #define TLSSESS_READAHEAD 256
@@ -47,10 +58,7 @@ struct tlssess {
 	size_t leaf_len;
 	int crl_stale;         /* a CRL past its nextUpdate was consulted */
 	int leaf_issuer_known; /* issuer DN equals one of our CAs' subjects */
-	char leaf_subject[512];
-	char leaf_issuer[512];
-	char leaf_from[32];
-	char leaf_to[32];
+	struct leaf_text *leaf; /* for refusal messages; freed on admission */
 	/* Read-ahead: mbedTLS asks for a record's 5-byte header, then its
 	 * body; for small records one recv() gets both (and often the next). */
 	uint16_t ra_off, ra_len;
@@ -187,10 +195,17 @@ sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 		memcpy(s->leaf_der, crt->raw.p, crt->raw.len);
 		s->leaf_len = crt->raw.len;
 	}
-	tlssess_dn(&crt->subject, s->leaf_subject, sizeof(s->leaf_subject));
-	tlssess_dn(&crt->issuer, s->leaf_issuer, sizeof(s->leaf_issuer));
-	tlsctx_time_str(&crt->valid_from, s->leaf_from, sizeof(s->leaf_from));
-	tlsctx_time_str(&crt->valid_to, s->leaf_to, sizeof(s->leaf_to));
+	/* Out of memory only costs the words of a refusal message. */
+	if (s->leaf == NULL)
+		s->leaf = calloc(1, sizeof(*s->leaf));
+	if (s->leaf != NULL) {
+		struct leaf_text *t = s->leaf;
+
+		tlssess_dn(&crt->subject, t->subject, sizeof(t->subject));
+		tlssess_dn(&crt->issuer, t->issuer, sizeof(t->issuer));
+		tlsctx_time_str(&crt->valid_from, t->from, sizeof(t->from));
+		tlsctx_time_str(&crt->valid_to, t->to, sizeof(t->to));
+	}
 	s->leaf_issuer_known = 0;
 	for (ca = s->trusted; ca != NULL && ca->raw.len > 0; ca = ca->next)
 		if (ca->subject_raw.len == crt->issuer_raw.len &&
@@ -255,15 +270,15 @@ tlssess_backend_error(const struct tlssess *s, char *buf, size_t len)
 	    flags != 0 && flags != UINT32_MAX) {
 		if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
 			snprintf(buf, len, "backend certificate \"%.200s\" "
-			    "does not hold the name \"%s\"", s->leaf_subject,
+			    "does not hold the name \"%s\"", LEAF(s, subject),
 			    s->ctx->bname);
 		else if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
 			snprintf(buf, len, "backend certificate issued by "
-			    "\"%.200s\", not by a CA in %s", s->leaf_issuer,
+			    "\"%.200s\", not by a CA in %s", LEAF(s, issuer),
 			    s->ctx->bca_path);
 		else if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
 			snprintf(buf, len, "backend certificate expired (%s)",
-			    s->leaf_to);
+			    LEAF(s, to));
 		else {
 			if (mbedtls_x509_crt_verify_info(m, sizeof(m), "",
 			    flags) < 0)
@@ -300,6 +315,7 @@ tlssess_free(struct tlssess *s)
 		free(s->resumed_crt);
 	}
 	free(s->leaf_der);
+	free(s->leaf);
 	if (current == s)
 		current = NULL;
 	mbedtls_platform_zeroize(s, sizeof(*s));
@@ -349,7 +365,13 @@ handshake_slice(struct tlssess *s)
 		    (t.tv_nsec - t0.tv_nsec) / 1000 >= TLSSESS_SLICE_US)
 			return 0;
 	}
-	return 0;
+	/*
+	 * "Over" includes TLS 1.3's NewSessionTicket states, which come
+	 * after HANDSHAKE_OVER in mbedTLS's numbering: mbedtls_ssl_handshake()
+	 * runs until the state is exactly over, issuing our tickets while the
+	 * client certificate is still at hand (symmetric crypto only).
+	 */
+	return mbedtls_ssl_handshake(&s->ssl);
 }
 
 enum tls_io
@@ -363,6 +385,7 @@ tlssess_handshake(struct tlssess *s)
 	if (ret == 0)
 		return mbedtls_ssl_is_handshake_over(&s->ssl) ? TLS_IO_OK :
 		    TLS_IO_YIELD;
+	/* (mbedtls_ssl_handshake() returned 0: exactly over.) */
 	if (ret == MBEDTLS_ERR_SSL_CONN_EOF ||
 	    ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
 		s->last_ret = ret; /* during a handshake, EOF is a refusal */
@@ -418,6 +441,20 @@ tlssess_write(struct tlssess *s, const void *buf, size_t len, size_t *ret_n)
 		return TLS_IO_ERROR;
 	}
 	return io_result(s, ret);
+}
+
+void
+tlssess_admitted(struct tlssess *s)
+{
+	free(s->leaf);
+	s->leaf = NULL;
+	/* Our tickets were issued inside the handshake; none come later. */
+	if (s->leaf_der != NULL) {
+		mbedtls_platform_zeroize(s->leaf_der, s->leaf_len);
+		free(s->leaf_der);
+		s->leaf_der = NULL;
+		s->leaf_len = 0;
+	}
 }
 
 void
@@ -495,7 +532,7 @@ refusal_from_flags(const struct tlssess *s, uint32_t flags,
 		    "unknown CA");
 		snprintf(r->detail, sizeof(r->detail), "issuer \"%.300s\" is not "
 		    "a CA in %s (or an intermediate is missing)",
-		    s->leaf_issuer, s->ctx->ca_path);
+		    LEAF(s, issuer), s->ctx->ca_path);
 	} else if (flags & MBEDTLS_X509_BADCERT_REVOKED) {
 		refuse(r, "cert-revoked", "client certificate revoked");
 		snprintf(r->detail, sizeof(r->detail), "listed in a CRL of "
@@ -510,12 +547,12 @@ refusal_from_flags(const struct tlssess *s, uint32_t flags,
 	} else if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
 		refuse(r, "cert-expired", "client certificate expired");
 		snprintf(r->detail, sizeof(r->detail), "valid until %s",
-		    s->leaf_to);
+		    LEAF(s, to));
 	} else if (flags & MBEDTLS_X509_BADCERT_FUTURE) {
 		refuse(r, "cert-not-yet-valid", "client certificate not yet "
 		    "valid");
 		snprintf(r->detail, sizeof(r->detail), "valid from %s",
-		    s->leaf_from);
+		    LEAF(s, from));
 	} else if (flags & (MBEDTLS_X509_BADCERT_KEY_USAGE |
 	    MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
 	    MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
@@ -545,8 +582,8 @@ tlssess_refusal(const struct tlssess *s, struct tls_refusal *r)
 
 	memset(r, 0, sizeof(*r));
 	if (s->leaf_seen) {
-		snprintf(r->subject, sizeof(r->subject), "%s", s->leaf_subject);
-		snprintf(r->issuer, sizeof(r->issuer), "%s", s->leaf_issuer);
+		snprintf(r->subject, sizeof(r->subject), "%s", LEAF(s, subject));
+		snprintf(r->issuer, sizeof(r->issuer), "%s", LEAF(s, issuer));
 	}
 	if (s->first_byte >= 0 && s->first_byte != 0x16 &&
 	    s->first_byte != 0x15) {
@@ -752,8 +789,8 @@ tlssess_client_verified(const struct tlssess *s, struct tls_refusal *r)
 	 * with the reason a required one would have had. */
 	memset(r, 0, sizeof(*r));
 	if (s->leaf_seen) {
-		snprintf(r->subject, sizeof(r->subject), "%s", s->leaf_subject);
-		snprintf(r->issuer, sizeof(r->issuer), "%s", s->leaf_issuer);
+		snprintf(r->subject, sizeof(r->subject), "%s", LEAF(s, subject));
+		snprintf(r->issuer, sizeof(r->issuer), "%s", LEAF(s, issuer));
 	}
 	refusal_from_flags(s, flags, r);
 	return -1;

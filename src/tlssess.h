@@ -87,6 +87,13 @@ enum tls_io tlssess_write(struct tlssess *s, const void *buf, size_t len,
     size_t *ret_n);
 
 /**
+ * tlssess_admitted(s):
+ * The handshake is over and the client admitted: free what only a refusal
+ * or a ticket would have needed (the certificate's words and DER copy).
+ */
+void tlssess_admitted(struct tlssess *s);
+
+/**
  * tlssess_readable(s):
  * Epoll reported ${s}'s socket readable (or hung up): forget that the last
  * read found it empty.
