@@ -919,9 +919,11 @@ load_tls_policy(struct loader *l, const config_setting_t *tls,
 		}
 		s = config_setting_get_member(tls, "crl");
 		for (i = 0; i < crls.n; i++) {
+			/* Counted first: cfg_free frees what load_path
+			 * filled in even when it fails. */
+			li->ncrl++;
 			if (load_path(l, s, crls.v[i], &li->crl[i]) != 0)
 				goto err;
-			li->ncrl++;
 		}
 	}
 	strs_free(&crls);
@@ -1216,9 +1218,12 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
  * read whatever that is: for a directory flex calls exit(2) ("input in flex
  * scanner failed"), which would end a master on reload; a FIFO blocks;
  * /dev/zero never ends.  So before libconfig runs, follow the @include
- * lines (the scanner takes them at the start of a line, outside comments)
- * and refuse any that names an existing file that is not a regular file.
- * Missing files are left to libconfig's own message.
+ * lines (the scanner takes them at the start of a line) and refuse any that
+ * names an existing file that is not a regular file.  Lines inside comments
+ * or strings are checked too: telling them apart would mean redoing the
+ * scanner, and a bypass (fuzz_config found one) costs more than refusing a
+ * commented-out include of a directory.  Missing files are left to
+ * libconfig's own message.
  */
 #define MAX_INCLUDE_DEPTH 10 /* libconfig's own limit */
 
@@ -1258,50 +1263,29 @@ check_includes_in(struct loader *l, const char *file, FILE *f, int depth)
 {
 	char *buf = NULL;
 	size_t cap = 0;
-	bool comment = false;
 	int line = 0, ret = 0;
 
 	while (ret == 0 && getline(&buf, &cap, f) != -1) {
-		const char *p = buf;
+		const char *p = buf + strspn(buf, " \t");
 		char name[PATH_MAX];
 		size_t n = 0;
 
 		line++;
-		if (comment) {
-			if ((p = strstr(p, "*/")) == NULL)
-				continue;
-			comment = false;
-			p += 2;
-		}
-		p += strspn(p, " \t");
-		if (strncmp(p, "@include", 8) == 0 &&
-		    (p[8] == ' ' || p[8] == '\t')) {
-			p += 8 + strspn(p + 8, " \t");
-			if (*p++ != '"')
-				continue;
-			/* The scanner's escapes here: \\ and \". */
-			for (; *p != '\0' && *p != '"' && n + 1 < sizeof(name);
-			    p++) {
-				if (*p == '\\' && (p[1] == '\\' || p[1] == '"'))
-					p++;
-				name[n++] = *p;
-			}
-			name[n] = '\0';
-			if (*p == '"' && n > 0)
-				ret = check_include(l, file, line, name,
-				    depth);
+		if (strncmp(p, "@include", 8) != 0 ||
+		    (p[8] != ' ' && p[8] != '\t'))
 			continue;
+		p += 8 + strspn(p + 8, " \t");
+		if (*p++ != '"')
+			continue;
+		/* The scanner's escapes here: \\ and \". */
+		for (; *p != '\0' && *p != '"' && n + 1 < sizeof(name); p++) {
+			if (*p == '\\' && (p[1] == '\\' || p[1] == '"'))
+				p++;
+			name[n++] = *p;
 		}
-		/* A block comment opened (and not closed) on this line. */
-		for (; (p = strstr(p, "/*")) != NULL; p += 2) {
-			const char *end = strstr(p + 2, "*/");
-
-			if (end == NULL) {
-				comment = true;
-				break;
-			}
-			p = end;
-		}
+		name[n] = '\0';
+		if (*p == '"' && n > 0)
+			ret = check_include(l, file, line, name, depth);
 	}
 	free(buf);
 	return ret;
