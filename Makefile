@@ -2,7 +2,14 @@
 #
 #   make run      install build deps if missing, make dev certificates, run the
 #                 daemon in the foreground on 127.0.0.1:8443 (conf/tls-echod.conf)
-#   make check    install build deps if missing, build, run the whole test suite
+#   make check    install build deps if missing, build, run every stage: the
+#                 test suite, again under ASan+UBSan, the daemon under
+#                 valgrind, lint (cppcheck, shellcheck), a fuzz smoke run
+#                 (see "make check: the stages"; .ci/run is make check)
+#   make check-quick  the test suite alone (normal build)
+#   make lint     cppcheck over src/, shellcheck over the scripts
+#   make fuzz     long fuzz runs (FUZZ_SECONDS each; see fuzz/fuzz.sh)
+#   make soak     long hostile-peer runs (10,000 idle connections, 60 s soak)
 #   make          build build/tls-echod and the client build/tls-echo
 #   make install  PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc (BINDIR, SBINDIR,
 #                 MANDIR, SYSTEMDUNITDIR, SYSUSERSDIR); make uninstall
@@ -82,7 +89,8 @@ CLIENT_SRCS := $(wildcard src/client/*.c)
 CLIENT_OBJS := $(patsubst src/%.c,$(OBJDIR)/%.o,$(CLIENT_SRCS)) $(OBJDIR)/net.o
 CLIENT_BIN := $(BUILDDIR)/tls-echo
 
-.PHONY: all run check check-build check-run certs deps install uninstall clean
+.PHONY: all run check check-quick check-build check-run certs deps install uninstall \
+	clean
 
 all: $(BIN) $(CLIENT_BIN)
 
@@ -122,7 +130,12 @@ run: deps
 	@echo "  try: openssl s_client -connect 127.0.0.1:8443 -cert certs/client.crt -key certs/client.key -CAfile certs/ca.crt -quiet"
 	exec $(BIN) -c conf/tls-echod.conf
 
+# Every stage (see "make check: the stages" below); check-quick is the
+# normal suite alone, for a quick run while working.
 check: deps
+	@MAKE="$(MAKE)" test/check-stages.sh $(CHECK_STAGES)
+
+check-quick: deps
 	@$(MAKE) --no-print-directory check-run
 
 # --- tests -----------------------------------------------------------------
@@ -239,7 +252,8 @@ export FUZZ_CC
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZDIR := $(BUILDDIR)/fuzz
-FUZZ_TARGETS := fuzz_allow fuzz_san
+FUZZ_TARGETS := fuzz_allow fuzz_san fuzz_config fuzz_proxy
+export FUZZ_TARGETS
 FUZZ_BINS := $(addprefix $(FUZZDIR)/,$(FUZZ_TARGETS))
 # The drivers and our sources are instrumented; the bundled mbedTLS is not.
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
@@ -257,30 +271,37 @@ $(FUZZDIR)/fuzz_san: fuzz/fuzz_san.c src/identity.c src/tlssess.c src/tlsctx.c \
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_san.c src/identity.c \
 		src/tlssess.c src/tlsctx.c $(MBEDTLS_LDLIBS)
 
+$(FUZZDIR)/fuzz_config: fuzz/fuzz_config.c src/config.c src/config.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPS_CFLAGS) -o $@ fuzz/fuzz_config.c \
+		src/config.c $(DEPS_LIBS)
+
+$(FUZZDIR)/fuzz_proxy: fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_proxy.c src/proxy.c
+
 .PHONY: fuzz fuzz-build fuzz-build-maybe fuzz-smoke
 fuzz-build: $(FUZZ_BINS)
 
 # Builds the drivers only if $(FUZZ_CC) links libFuzzer (fuzz/fuzz.sh --probe
-# says why not otherwise); check-build runs it, so check-run can smoke them.
+# says why not otherwise).
 fuzz-build-maybe:
 	@if FUZZ_CC=$(FUZZ_CC) fuzz/fuzz.sh --probe; then \
 	  $(MAKE) -q --no-print-directory fuzz-build || \
 	  $(MAKE) --no-print-directory fuzz-build; fi
 
-check-build: fuzz-build-maybe
-
 # Each driver runs on a scratch copy of fuzz/corpus/NAME (the committed
 # seeds never grow); crashing inputs are saved in fuzz/crashes/.
 fuzz-smoke: fuzz-build-maybe
-	@FUZZ_CC=$(FUZZ_CC) BUILDDIR=$(BUILDDIR) fuzz/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+	@FUZZ_CC=$(FUZZ_CC) BUILDDIR=$(BUILDDIR) fuzz/fuzz.sh \
+	  $(FUZZ_SMOKE_SECONDS) || [ $$? -eq 77 ]
 
 fuzz: fuzz-build
 	@FUZZ_CC=$(FUZZ_CC) BUILDDIR=$(BUILDDIR) FUZZ_KEEP_CORPUS=1 \
 	  fuzz/fuzz.sh $(FUZZ_SECONDS)
 
-# In check-run the smoke run is one more suite (fuzz/fuzz.sh with no
-# argument: FUZZ_SMOKE_SECONDS each; exit 77, skipped, without libFuzzer).
-FUZZ_SUITE := fuzz/fuzz.sh
+# fuzz-smoke is a stage of make check; without libFuzzer it says why and
+# counts as skipped.
 # --- end identity tests (check_identity) ---
 
 # check_limits: max_connections_per_identity across workers,
@@ -300,16 +321,102 @@ SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
 check-build: $(BIN) $(CLIENT_BIN) $(TEST_BINS) $(BENCHDIR)/loadgen \
 	$(BENCHDIR)/echo-backend
 
+# --- make check: the stages ------------------------------------------------
+#
+# make check runs test/check-stages.sh over CHECK_STAGES: each stage is a
+# target of its own, ends with "N passed, N failed", and runs even when an
+# earlier one failed; the end is a table of results and times, and the sum.
+#   check-run       the normal build: unit and integration suites, man pages,
+#                   the systemd suite (NO_SYSTEMD=1 leaves it out).  With
+#                   SAN=1 (check-asan) the unit and integration suites only,
+#                   then test/check-san-logs.sh.
+#   check-asan      the same suites built with SAN=1 (ASan + UBSan) in
+#                   $(BUILDDIR)/asan, sharing the bundled mbedTLS build; any
+#                   sanitizer report, from a test or from a daemon it started,
+#                   fails the stage (ASAN/UBSAN_OPTIONS log_path: reports are
+#                   files, test/check-san-logs.sh looks for them)
+#   check-valgrind  VALGRIND_SUITES with every daemon process under valgrind
+#                   (test/harness.c puts TLS_ECHOD_WRAP before the daemon's
+#                   command line); test/check-vg-logs.sh fails on errors,
+#                   definite or indirect leaks, and fds a master left open
+#   lint            cppcheck over src/, shellcheck over the shell scripts
+#   fuzz-smoke      each fuzz driver for FUZZ_SMOKE_SECONDS
+CHECK_STAGES := check-run check-asan check-valgrind lint fuzz-smoke
+.PHONY: check-asan check-valgrind lint
+
+# Runs the suites in $(CHECK_SUITES) on a fresh PKI in $(TESTDIR).
+SAN_LOG_DIR = $(abspath $(TESTDIR)/san-logs)
+ifeq ($(SAN),1)
+CHECK_SUITES ?= $(TEST_BINS) test/check-san-logs.sh
+# Reports go to files (the harness reads a daemon's stderr, and a report
+# there would be lost); exitcode makes a leak fail the process as well.
+CHECK_ENV = SAN_LOG_DIR=$(SAN_LOG_DIR) \
+	ASAN_OPTIONS=log_path=$(SAN_LOG_DIR)/san:detect_leaks=1:exitcode=86:abort_on_error=0 \
+	UBSAN_OPTIONS=log_path=$(SAN_LOG_DIR)/san:print_stacktrace=1:halt_on_error=1
+else
+CHECK_SUITES ?= $(TEST_BINS) test/check-man.sh test/check-bench.sh \
+	test/check-gen-certs.sh test/check-install.sh test/check-walkthrough.sh \
+	$(SYSTEMD_SUITE)
+CHECK_ENV =
+endif
+
 check-run: check-build
-	@rm -rf $(TESTDIR)/pki $(TESTDIR)/tmp
-	@mkdir -p $(TESTDIR)/tmp
+	@rm -rf $(TESTDIR)/pki $(TESTDIR)/tmp $(SAN_LOG_DIR)
+	@mkdir -p $(TESTDIR)/tmp $(SAN_LOG_DIR)
 	@test/gen-test-pki.sh $(TESTDIR)/pki
-	@BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) TLS_ECHOD_BIN=$(abspath $(BIN)) \
+	@$(CHECK_ENV) BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) \
+	  TLS_ECHOD_BIN=$(abspath $(BIN)) \
 	  TEST_PKI=$(abspath $(TESTDIR)/pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/tmp) \
-	  test/run-tests.sh $(TEST_BINS) test/check-man.sh test/check-bench.sh \
-	  test/check-gen-certs.sh test/check-install.sh test/check-walkthrough.sh \
-	  $(FUZZ_SUITE) $(SYSTEMD_SUITE)
+	  test/run-tests.sh $(CHECK_SUITES)
+
+# The sanitizer build lives in its own folder; mbedTLS (not instrumented)
+# is shared with the normal build.
+check-asan:
+	@$(MAKE) --no-print-directory SAN=1 BUILDDIR=$(BUILDDIR)/asan \
+	  MBEDTLS_BUILDDIR=$(MBEDTLS_BUILDDIR) check-run
+
+# Valgrind runs the normal build's daemon.  Errors and definite or indirect
+# leaks make valgrind exit 99 (the tests see a failed daemon) and are found
+# again in the logs; test/valgrind.supp holds the suppressions, each with
+# its reason.  Under TEST_VALGRIND=1 the few tests that measure speed or
+# CPU time skip themselves (h_skip_under_valgrind); TEST_SANITIZED=1 turns
+# off RSS checks, as under ASan.
+VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle
+VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
+VALGRIND = valgrind --leak-check=full \
+	--errors-for-leak-kinds=definite,indirect --track-fds=yes \
+	--error-exitcode=99 --trace-children=yes \
+	--suppressions=$(abspath test/valgrind.supp) \
+	--log-file=$(VG_LOG_DIR)/vg.%p
+
+check-valgrind: $(BIN) $(addprefix $(TESTDIR)/,$(VALGRIND_SUITES))
+	@rm -rf $(TESTDIR)/vg-pki $(TESTDIR)/vg-tmp $(VG_LOG_DIR)
+	@mkdir -p $(TESTDIR)/vg-tmp $(VG_LOG_DIR)
+	@test/gen-test-pki.sh $(TESTDIR)/vg-pki
+	@VG_LOG_DIR=$(VG_LOG_DIR) TLS_ECHOD_WRAP="$(VALGRIND)" TEST_VALGRIND=1 \
+	  TEST_SANITIZED=1 BUILDDIR=$(BUILDDIR) TLS_ECHOD_BIN=$(abspath $(BIN)) \
+	  TEST_PKI=$(abspath $(TESTDIR)/vg-pki) \
+	  TEST_TMPDIR=$(abspath $(TESTDIR)/vg-tmp) \
+	  test/run-tests.sh $(addprefix $(TESTDIR)/,$(VALGRIND_SUITES)) \
+	  test/check-vg-logs.sh
+
+# cppcheck sees the flags the compiler does (include paths, _GNU_SOURCE,
+# the mbedTLS user config).  Suppressions, each with its reason: inline
+# ("cppcheck-suppress") next to what they silence, or here:
+#   variableScope  our style declares a function's variables at its top
+#                  (STYLE.md's models, spiped and OpenBSD, do the same);
+#                  cppcheck would move them into inner blocks.
+# CHAR_BIT: cppcheck does not read <limits.h>, and mbedTLS's
+# check_config.h stops with #error without it.
+CPPCHECK_FLAGS = --enable=warning,style,performance,portability \
+	--error-exitcode=1 --inline-suppr --quiet --std=c11 -D_GNU_SOURCE \
+	-DCHAR_BIT=8 -Isrc $(MBEDTLS_CFLAGS) $(DEPS_CFLAGS) \
+	--suppress=variableScope
+SHELL_SCRIPTS = $(wildcard scripts/*.sh test/*.sh fuzz/*.sh) .ci/run
+
+lint: | $(MBEDTLS_DEP)
+	@test/check-lint.sh $(SHELL_SCRIPTS) -- $(CPPCHECK_FLAGS) src
 
 # Real systemd: boots Debian 12 under systemd-nspawn (root; cached root
 # filesystem in $(BUILDDIR)/nspawn), installs there, drives the units.

@@ -3,7 +3,8 @@
 #
 #   fuzz/fuzz.sh --probe     exit 0 if $FUZZ_CC links -fsanitize=fuzzer (and
 #                           runs the result); else print why and exit 1
-#   fuzz/fuzz.sh [SECONDS]   run $BUILDDIR/fuzz/{fuzz_allow,fuzz_san} for
+#   fuzz/fuzz.sh [SECONDS]   run $BUILDDIR/fuzz/{fuzz_allow,fuzz_san,
+#                           fuzz_config,fuzz_proxy} (or $FUZZ_TARGETS) for
 #                           SECONDS each (default: $FUZZ_SMOKE_SECONDS or 10)
 #
 # Environment: BUILDDIR (default build), FUZZ_CC (default clang),
@@ -12,8 +13,8 @@
 # from fuzz/corpus/NAME and are never modified.  A crashing input is saved
 # as fuzz/crashes/NAME-crash-<sha1> (libFuzzer's -artifact_prefix).
 #
-# As a test suite (test/run-tests.sh) it ends with "N passed, N failed" and
-# exits 77 (skipped) when there is no libFuzzer.
+# It ends with "N passed, N failed" (a stage of make check); without
+# libFuzzer with "0 passed, 0 failed, 1 skipped" and exit status 77.
 set -uo pipefail
 
 root=$(cd -- "$(dirname -- "$0")/.." && pwd)
@@ -55,12 +56,13 @@ secs=${1:-${FUZZ_SMOKE_SECONDS:-10}}
 [[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: $0 [--probe | SECONDS]" >&2; exit 2; }
 
 if ! probe; then
+    echo "0 passed, 0 failed, 1 skipped"
     exit 77
 fi
 
 passed=0 failed=0
 mkdir -p -- "$root/fuzz/crashes"
-for name in fuzz_allow fuzz_san; do
+for name in ${FUZZ_TARGETS:-fuzz_allow fuzz_san fuzz_config fuzz_proxy}; do
     bin=$builddir/fuzz/$name
     seeds=$root/fuzz/corpus/${name#fuzz_}
     if [[ ! -x $bin ]]; then
@@ -76,7 +78,9 @@ for name in fuzz_allow fuzz_san; do
     fi
     log=$builddir/fuzz/$name.log
     # -timeout: one input taking over 10 s is a hang; the RSS limit keeps a
-    # leak from eating the machine.  Leaks are reported (ASan) and fail.
+    # leak from eating the machine.  Leaks are reported (ASan) and fail,
+    # except the library leaks fuzz/lsan.supp lists with their reasons.
+    LSAN_OPTIONS=suppressions=$root/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
     "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$root/fuzz/crashes/$name-" \
         "$work" "$seeds" >"$log" 2>&1

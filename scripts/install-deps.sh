@@ -23,6 +23,7 @@ packages=(
     python3
     redis-server redis-tools # relay tests: a real backend and client
     groff-base groff clang libclang-rt-14-dev # man page lint; fuzz drivers (libFuzzer)
+    cppcheck shellcheck      # make lint (a stage of make check)
 )
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -934,9 +935,11 @@ load_tls_policy(struct loader *l, const config_setting_t *tls,
 		}
 		s = config_setting_get_member(tls, "crl");
 		for (i = 0; i < crls.n; i++) {
+			/* Counted first: cfg_free frees what load_path
+			 * filled in even when it fails. */
+			li->ncrl++;
 			if (load_path(l, s, crls.v[i], &li->crl[i]) != 0)
 				goto err;
-			li->ncrl++;
 		}
 	}
 	strs_free(&crls);
@@ -1234,13 +1237,122 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	return load_listeners(l, root, &d, c);
 }
 
-struct cfg *
-cfg_load(const char *path, char *err, size_t errlen)
+/*
+ * libconfig 1.5 opens an @include with fopen(3) and lets its flex scanner
+ * read whatever that is: for a directory flex calls exit(2) ("input in flex
+ * scanner failed"), which would end a master on reload; a FIFO blocks;
+ * /dev/zero never ends.  So before libconfig runs, follow the @include
+ * lines (the scanner takes them at the start of a line) and refuse any that
+ * names an existing file that is not a regular file.  Lines inside comments
+ * or strings are checked too: telling them apart would mean redoing the
+ * scanner, and a bypass (fuzz_config found one) costs more than refusing a
+ * commented-out include of a directory.  Missing files are left to
+ * libconfig's own message.
+ */
+#define MAX_INCLUDE_DEPTH 10 /* libconfig's own limit */
+
+static int check_includes_in(struct loader *l, const char *file, FILE *f,
+    int depth);
+
+/* Check the file ${name}, as libconfig resolves it, and its own includes. */
+static int
+check_include(struct loader *l, const char *from, int line, const char *name,
+    int depth)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	FILE *f;
+	int r;
+
+	if (name[0] == '/' || l->dir == NULL)
+		r = snprintf(path, sizeof(path), "%s", name);
+	else
+		r = snprintf(path, sizeof(path), "%s/%s", l->dir, name);
+	if (r < 0 || (size_t)r >= sizeof(path) || stat(path, &st) != 0)
+		return 0;
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(l->err, l->errlen, "%s:%d: @include \"%s\": not a "
+		    "regular file", from, line, name);
+		return -1;
+	}
+	if (depth >= MAX_INCLUDE_DEPTH || (f = fopen(path, "re")) == NULL)
+		return 0;
+	r = check_includes_in(l, path, f, depth + 1);
+	fclose(f);
+	return r;
+}
+
+static int
+check_includes_in(struct loader *l, const char *file, FILE *f, int depth)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	int line = 0, ret = 0;
+
+	while (ret == 0 && getline(&buf, &cap, f) != -1) {
+		const char *p = buf + strspn(buf, " \t");
+		char name[PATH_MAX];
+		size_t n = 0;
+
+		line++;
+		if (strncmp(p, "@include", 8) != 0 ||
+		    (p[8] != ' ' && p[8] != '\t'))
+			continue;
+		p += 8 + strspn(p + 8, " \t");
+		if (*p++ != '"')
+			continue;
+		/* The scanner's escapes here: \\ and \". */
+		for (; *p != '\0' && *p != '"' && n + 1 < sizeof(name); p++) {
+			if (*p == '\\' && (p[1] == '\\' || p[1] == '"'))
+				p++;
+			name[n++] = *p;
+		}
+		name[n] = '\0';
+		if (*p == '"' && n > 0)
+			ret = check_include(l, file, line, name, depth);
+	}
+	free(buf);
+	return ret;
+}
+
+/* The configuration ${path} (or ${text}, read as if it were that file). */
+static int
+check_includes(struct loader *l, const char *path, const char *text)
+{
+	struct stat st;
+	FILE *f;
+	int r;
+
+	if (text == NULL) {
+		/* The file itself: fopen(3) opens a directory too.  (A FIFO
+		 * or /dev/stdin here is the operator's explicit choice.) */
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+			snprintf(l->err, l->errlen, "%s: cannot read: a "
+			    "directory", path);
+			return -1;
+		}
+		f = fopen(path, "re");
+	} else
+		f = fmemopen((void *)(uintptr_t)text, strlen(text), "r");
+	if (f == NULL)
+		return 0; /* libconfig says why */
+	r = check_includes_in(l, path, f, 0);
+	fclose(f);
+	return r;
+}
+
+/*
+ * Load a configuration named ${path}: from that file when ${text} is NULL,
+ * else from ${text} as if it were that file's contents.
+ */
+static struct cfg *
+load(const char *path, const char *text, char *err, size_t errlen)
 {
 	struct loader l = { .path = path, .err = err, .errlen = errlen };
 	struct cfg *c;
 	config_t lc;
 	const char *slash;
+	int r;
 
 	config_init(&lc);
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -1270,7 +1382,11 @@ cfg_load(const char *path, char *err, size_t errlen)
 		}
 		config_set_include_dir(&lc, l.dir);
 	}
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+	if (check_includes(&l, path, text) != 0)
+		goto err1;
+	r = text != NULL ? config_read_string(&lc, text) :
+	    config_read_file(&lc, path);
+	if (r != CONFIG_TRUE) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 			snprintf(err, errlen, "%s: cannot read: %s", path,
 			    strerror(errno ? errno : EIO));
@@ -1304,6 +1420,18 @@ err0:
 	free(l.dir);
 	config_destroy(&lc);
 	return NULL;
+}
+
+struct cfg *
+cfg_load(const char *path, char *err, size_t errlen)
+{
+	return load(path, NULL, err, errlen);
+}
+
+struct cfg *
+cfg_load_string(const char *text, const char *path, char *err, size_t errlen)
+{
+	return load(path, text, err, errlen);
 }
 
 static void

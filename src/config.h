@@ -126,6 +126,17 @@ struct cfg {
 struct cfg *cfg_load(const char *path, char *err, size_t errlen);
 
 /**
+ * cfg_load_string(text, path, err, errlen):
+ * As cfg_load, but parse ${text} as if it were the contents of file ${path}:
+ * messages name ${path}, and relative paths and @include names resolve
+ * against its folder, which must exist (the file itself need not).  For
+ * tests and fuzzing; like cfg_load it only checks that TLS files are
+ * readable, and @include reads what it names.
+ */
+struct cfg *cfg_load_string(const char *text, const char *path, char *err,
+    size_t errlen);
+
+/**
  * cfg_free(c):
  * Free a configuration from cfg_load.  NULL is a no-op.
  */

@@ -257,6 +257,52 @@ START_TEST(unreadable_file_reports_cannot_read)
 }
 END_TEST
 
+/*
+ * libconfig 1.5 hands an @include of a directory to flex, which calls
+ * exit(2): the loader must refuse it first (a master reloading such a file
+ * would otherwise die), and likewise a FIFO (it would block).
+ */
+START_TEST(include_of_directory_or_fifo_is_refused_not_fatal)
+{
+	struct cfg *c;
+
+	make_dir(tmp_path("inc-dir.d"));
+	c = load_text("inc-dir.conf", "workers = 1;\n@include \"inc-dir.d\"\n");
+	ASSERT_ERR(c, 2, "@include \"inc-dir.d\"", "not a regular file");
+	unlink(tmp_path("inc-fifo"));
+	ck_assert_int_eq(mkfifo(tmp_path("inc-fifo"), 0600), 0);
+	/* Nested: the FIFO is named by an included file, on its line 2. */
+	write_file(tmp_path("inc-outer.inc"), "workers = 1;\n@include \"inc-fifo\"\n");
+	c = load_text("inc-fifo.conf", "/* @include \"inc-dir.d\" */\n"
+	    "@include \"inc-outer.inc\"\n");
+	ck_assert_msg(c == NULL && strstr(err, "inc-outer.inc:2: @include "
+	    "\"inc-fifo\": not a regular file") != NULL, "got: %s", err);
+	unlink(tmp_path("inc-fifo"));
+	c = cfg_load(tmpdir, err, sizeof(err));
+	ck_assert_msg(c == NULL && strstr(err, "a directory") != NULL,
+	    "loading a directory: %s", err);
+}
+END_TEST
+
+/* cfg_load_string: the same loader on text, named and resolved as ${path}. */
+START_TEST(load_string_resolves_against_the_named_file)
+{
+	char *text = xasprintf("listeners = ({ name = \"s\"; listen = "
+	    "\"127.0.0.1:1\";\n %s });\n", tls_line);
+	struct cfg *c;
+
+	snprintf(cur_path, sizeof(cur_path), "%s/not-written.conf", tmpdir);
+	c = cfg_load_string(text, cur_path, err, sizeof(err));
+	free(text);
+	ASSERT_LOADED(c);
+	ck_assert_str_eq(c->path, cur_path);
+	ck_assert_str_eq(c->listeners[0].name, "s");
+	cfg_free(c);
+	c = cfg_load_string("workers = ;\n", cur_path, err, sizeof(err));
+	ASSERT_ERR(c, 1, "syntax error", "syntax error");
+}
+END_TEST
+
 START_TEST(syntax_error_reports_file_and_line)
 {
 	struct cfg *c = load_text("syntax1.conf",
@@ -1963,6 +2009,8 @@ cfg_load_suite(void)
 	tcase_add_test(tc, missing_folder_reports_cannot_read);
 	tcase_add_test(tc, unreadable_file_reports_cannot_read);
 	tcase_add_test(tc, syntax_error_reports_file_and_line);
+	tcase_add_test(tc, include_of_directory_or_fifo_is_refused_not_fatal);
+	tcase_add_test(tc, load_string_resolves_against_the_named_file);
 	tcase_add_test(tc, syntax_error_inside_listener_reports_its_line);
 	suite_add_tcase(s, tc);
 

@@ -384,6 +384,9 @@ START_TEST(test_streaming_client_does_not_starve_others_on_its_worker)
 	pid_t streamer;
 	int i;
 
+	if (h_skip_under_valgrind(__func__,
+	    "needs a streamer fast enough to fill its worker"))
+		return;
 	/* One worker: the streamer and the probes share its event loop. */
 	H_DAEMON_UP(&d, "starve", "workers = 1;", NULL);
 	streamer = start_streamer(&d, tag, sizeof(tag));
@@ -809,6 +812,9 @@ START_TEST(test_truncated_client_hello_times_out_while_session_keeps_echoing)
 	int fd, during = 0;
 	int64_t t0, closed_ms;
 
+	if (h_skip_under_valgrind(__func__,
+	    "measures when the handshake timeout fires"))
+		return;
 	hlen = h_client_hello(hello, sizeof(hello), &o);
 	ck_assert_msg(hlen > 100 && hello[0] == 0x16, "captured ClientHello: "
 	    "%zu bytes", hlen);

@@ -1721,6 +1721,9 @@ START_TEST(test_client_reset_during_backend_connect_costs_no_cpu)
 	int64_t t0, wall;
 	pid_t w[2];
 
+	if (h_skip_under_valgrind(__func__,
+	    "measures CPU time"))
+		return;
 	if (!blackhole_listen(&b, fill))
 		return;
 	snprintf(backend, sizeof(backend), "address = \"%s\"; "

@@ -12,7 +12,8 @@
  * includes <check.h>.
  *
  * Environment (set by test/run-tests.sh via the Makefile): TLS_ECHOD_BIN,
- * TEST_PKI, TEST_TMPDIR, all absolute.
+ * TEST_PKI, TEST_TMPDIR, all absolute.  Optional: TLS_ECHOD_WRAP, words put
+ * before the daemon's command line (the valgrind pass, test/check-valgrind.sh).
  */
 #ifndef TLS_ECHOD_TEST_HARNESS_H
 #define TLS_ECHOD_TEST_HARNESS_H
@@ -35,6 +36,15 @@
  * otherwise false with the reason in ${why}.
  */
 bool h_env_ok(char *why, size_t len);
+
+/**
+ * h_skip_under_valgrind(test, why):
+ * True (after printing "${test}: skipped under valgrind: ${why}") when the
+ * daemon runs under valgrind (TEST_VALGRIND=1, make check-valgrind): for the
+ * few tests that measure speed, latency or CPU time, which valgrind's
+ * 20-50x slowdown makes meaningless.  The test then returns at once.
+ */
+bool h_skip_under_valgrind(const char *test, const char *why);
 
 /**
  * h_setup():
