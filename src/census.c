@@ -25,6 +25,7 @@ struct slot {
 
 struct part {
 	_Atomic uint64_t conns;
+	_Atomic bool accepting;
 	size_t used; /* slots with a key: the owner's business only */
 	struct slot slot[];
 };
@@ -34,6 +35,7 @@ struct census {
 	unsigned nworkers;
 	size_t nslots; /* per worker, a power of two, or 0 */
 	size_t partlen;
+	_Atomic uint32_t drain_ms; /* UINT32_MAX: not set */
 	unsigned char seed[16];
 	unsigned char parts[]; /* nworkers * partlen bytes */
 };
@@ -72,6 +74,7 @@ census_new(unsigned nworkers, size_t id_slots, const unsigned char seed[16])
 	c->nslots = nslots;
 	c->partlen = partlen;
 	memcpy(c->seed, seed, sizeof(c->seed));
+	atomic_init(&c->drain_ms, UINT32_MAX);
 	return c;
 }
 
@@ -90,6 +93,35 @@ census_worker_start(struct census *c, unsigned w)
 	/* Nobody else writes here; readers may see a half-cleared table
 	 * for an instant and undercount (see census.h). */
 	memset(p, 0, c->partlen);
+	census_set_accepting(c, w, true);
+}
+
+void
+census_set_accepting(struct census *c, unsigned w, bool on)
+{
+	atomic_store_explicit(&part(c, w)->accepting, on,
+	    memory_order_release);
+}
+
+bool
+census_accepting(const struct census *c, unsigned w)
+{
+	return atomic_load_explicit(&part(c, w)->accepting,
+	    memory_order_acquire);
+}
+
+void
+census_set_drain_ms(struct census *c, uint32_t ms)
+{
+	atomic_store_explicit(&c->drain_ms, ms, memory_order_release);
+}
+
+uint32_t
+census_drain_ms(const struct census *c, uint32_t dflt)
+{
+	uint32_t ms = atomic_load_explicit(&c->drain_ms, memory_order_acquire);
+
+	return ms == UINT32_MAX ? dflt : ms;
 }
 
 void

@@ -16,6 +16,7 @@
 #ifndef TLS_ECHOD_CENSUS_H
 #define TLS_ECHOD_CENSUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,27 @@ void census_free(struct census *c);
  * Worker ${w} takes its part: clears what a previous worker ${w} left.
  */
 void census_worker_start(struct census *c, unsigned w);
+
+/**
+ * census_set_accepting(c, w, on):
+ * Worker ${w} takes new connections (census_worker_start sets this), or no
+ * longer does: its listening sockets are closed.
+ */
+void census_set_accepting(struct census *c, unsigned w, bool on);
+
+/**
+ * census_accepting(c, w):
+ * Whether worker ${w} may still take new connections.
+ */
+bool census_accepting(const struct census *c, unsigned w);
+
+/**
+ * census_set_drain_ms(c, ms), census_drain_ms(c, dflt):
+ * The master's word to a retired generation: how long its connections may
+ * still take (the new configuration's drain_timeout); ${dflt} if unset.
+ */
+void census_set_drain_ms(struct census *c, uint32_t ms);
+uint32_t census_drain_ms(const struct census *c, uint32_t dflt);
 
 /**
  * census_conns_set(c, w, n):

@@ -37,6 +37,8 @@
 #define STABLE_MS 5000      /* a worker up this long resets the back-off */
 #define KILL_GRACE_MS 5000  /* after shutdown_timeout, before SIGKILL */
 #define STATUS_MS 2000      /* STATUS= refresh (sent only when it changed) */
+#define RETIRE_ACK_MS 2000  /* reload: wait this long at most for the old
+                               workers to stop accepting before READY=1 */
 #define MAX_OLD_GENS 3      /* draining generations kept; older are killed */
 #define CAP_GRACE_MS 2000   /* for a worker told to close all at once */
 
@@ -83,7 +85,13 @@ struct master {
 	char status[512];
 	char nearest[200];    /* the nearest certificate expiry, for STATUS= */
 	uint32_t next_drain_ms; /* drain_timeout of the generation taking over */
+	struct census *retired; /* the generation just retired, until its
+	                           workers said they stopped accepting */
+	unsigned *retired_idx;  /* ... and which of its workers were alive */
+	unsigned nretired;
 };
+
+static void wait_retired(struct master *m);
 
 /* Resolve user/group settings to ids; uid -1 if no user is configured. */
 static int
@@ -688,15 +696,19 @@ retire_current(struct master *m, uint64_t now)
 			m->capold = cap;
 		}
 	}
-	/* The old workers drain for the new configuration's drain_timeout;
-	 * then closing the pipe is the message. */
-	{
-		uint32_t drain_ms = m->next_drain_ms;
-
-		if (write(g->pipe_w, &drain_ms, sizeof(drain_ms)) !=
-		    (ssize_t)sizeof(drain_ms))
-			log_msg(LOG_WARNING, "cannot pass drain_timeout to "
-			    "generation %u: %s", g->id, strerror(errno));
+	/* The old workers drain for the new configuration's drain_timeout
+	 * (read when the pipe's EOF tells them to stop). */
+	census_set_drain_ms(g->census, m->next_drain_ms);
+	/* Keep their census until they said they stopped accepting. */
+	m->retired_idx = calloc(m->nslots ? m->nslots : 1,
+	    sizeof(*m->retired_idx));
+	m->nretired = 0;
+	if (m->retired_idx != NULL) {
+		m->retired = g->census;
+		g->census = NULL;
+		for (i = 0; i < m->nslots; i++)
+			if (m->slots[i].pid != 0)
+				m->retired_idx[m->nretired++] = i;
 	}
 	for (i = 0; i < m->nslots; i++) {
 		if (m->nold == m->capold) {
@@ -804,6 +816,7 @@ reload(struct master *m, uint64_t now)
 	for (k = 0; k < m->nslots; k++)
 		spawn(m, k, now);
 	cap_old(m);
+	wait_retired(m);
 	report_gen(m, g);
 	set_status(m);
 	notify_ready(m->status);
@@ -811,6 +824,44 @@ reload(struct master *m, uint64_t now)
 	    "serving (listener sockets: %zu kept, %zu opened, %zu closed); "
 	    "generation %u draining", g->id, g->kept, g->opened, closed,
 	    prev_id);
+}
+
+/*
+ * Before READY=1 says the new configuration is in force, the retired
+ * workers must have left the listening sockets: until then one of them
+ * could still take a new connection under the old configuration.  They say
+ * so in their census part, normally within a millisecond of the pipe's EOF.
+ */
+static void
+wait_retired(struct master *m)
+{
+	uint64_t end = worker_now_ms() + RETIRE_ACK_MS;
+	unsigned i, left;
+
+	if (m->retired == NULL)
+		goto out;
+	for (;;) {
+		struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+		for (i = 0, left = 0; i < m->nretired; i++)
+			left += census_accepting(m->retired,
+			    m->retired_idx[i]);
+		if (left == 0)
+			break;
+		if (worker_now_ms() >= end) {
+			log_msg(LOG_WARNING, "%u retired worker(s) still "
+			    "accepting after %d ms (stopped, or dead?); "
+			    "ready anyway", left, RETIRE_ACK_MS);
+			break;
+		}
+		(void)nanosleep(&ts, NULL);
+	}
+out:
+	census_free(m->retired);
+	m->retired = NULL;
+	free(m->retired_idx);
+	m->retired_idx = NULL;
+	m->nretired = 0;
 }
 
 static void

@@ -200,6 +200,9 @@ begin_stop(struct worker *w, uint64_t now, unsigned timeout_ms,
 		close(w->ls[i].fd);
 		w->ls[i].fd = -1;
 	}
+	/* The master waits for this before a reload's READY=1. */
+	if (w->conns.census != NULL)
+		census_set_accepting(w->conns.census, w->index, false);
 	log_event(LOG_INFO, LOG_ID_WORKER, NULL, 0, "worker %u (generation "
 	    "%u) stopping (%s): %zu connection(s) get up to %.1f s",
 	    w->index, w->generation, why, w->conns.n, timeout_ms / 1000.0);
@@ -246,15 +249,11 @@ static void
 on_master(struct worker *w, uint64_t now)
 {
 	for (;;) {
-		uint32_t drain_ms;
-		ssize_t n = read(w->master.fd, &drain_ms, sizeof(drain_ms));
+		char b[16];
+		ssize_t n = read(w->master.fd, b, sizeof(b));
 
-		/* Before closing our pipe, a reload sends the new
-		 * drain_timeout; the EOF right behind it is read at once. */
-		if (n == (ssize_t)sizeof(drain_ms)) {
-			w->drain_ms = drain_ms;
-			continue;
-		}
+		if (n > 0)
+			continue; /* nothing is sent on it: only its end counts */
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		/*
@@ -263,6 +262,10 @@ on_master(struct worker *w, uint64_t now)
 		 * live ones.
 		 */
 		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd, NULL);
+		/* A reload left the new drain_timeout in our census. */
+		if (w->conns.census != NULL)
+			w->drain_ms = census_drain_ms(w->conns.census,
+			    w->drain_ms);
 		begin_stop(w, now, w->drain_ms, "retired by reload, or the "
 		    "master exited");
 		return;

@@ -2400,15 +2400,17 @@ tls_on_fd(struct h_tls *c, int fd, const struct h_daemon *d)
 	}
 }
 
-#define BANNER_RELOADS 30
+#define BANNER_RELOADS 10
 
 /*
  * After the READY=1 of generation N, a new connection is served by
  * generation N: its banner, "genN", says so.  Each round makes the race
- * certain: the retired workers are stopped before the SIGHUP, and the new
- * ones after READY=1 while a connection waits in the backlog; the retired
- * workers then wake with their pipe's EOF and that connection in one
- * epoll batch, and must leave it to the new generation.
+ * certain: the retired workers are stopped before the SIGHUP, so they
+ * cannot leave the listening sockets; the new ones are stopped as soon as
+ * they exist, and a connection waits in the backlog.  The master must hold
+ * READY=1 back until the retired workers said they stopped accepting (they
+ * are resumed 300 ms later, waking with their pipe's EOF and the waiting
+ * connection in one epoll batch, and must leave it to the new generation).
  */
 START_TEST(test_after_ready_no_connection_is_served_by_a_retired_generation)
 {
@@ -2416,19 +2418,17 @@ START_TEST(test_after_ready_no_connection_is_served_by_a_retired_generation)
 	struct nlog nl;
 	struct h_tls c;
 	struct h_daemon_opts o = { .label = "banner-gen", .activation = true };
-	char tmpl[2048], got[16], want[16], tail[2000];
+	char tmpl[2048], got[16], want[16], tail[2000], status[64], dump[2000];
 	unsigned gen;
 	int64_t t0 = h_now_ms();
 
-	if (h_skip_under_valgrind(__func__,
-	    "an old worker takes the new connection, under "
-	    "valgrind only (open: see the ci branch's report)"))
-		return;
 	o.config = conf_banner(tmpl, sizeof(tmpl), 1);
 	up(&d, &nl, &o);
 	for (gen = 2; gen <= BANNER_RELOADS + 1; gen++) {
 		pid_t old[4], all[8], fresh[4];
-		int nold, nall, nfresh = 0, fd, i, j;
+		int nold, nall, nfresh = 0, fd, i, j, ready;
+		int64_t until;
+		size_t from;
 
 		expect_children(&d, 2, 3000, "before the reload");
 		nold = h_children_of(d.pid, old, 4);
@@ -2436,23 +2436,45 @@ START_TEST(test_after_ready_no_connection_is_served_by_a_retired_generation)
 		for (i = 0; i < nold; i++)
 			stop_pid(old[i]);
 		conf_rewrite(&d, conf_banner(tmpl, sizeof(tmpl), gen));
-		(void)reload_ok(&d, &nl, gen);
-		nall = h_children_of(d.pid, all, 8);
-		for (i = 0; i < nall && i < 8; i++) {
-			for (j = 0; j < nold && old[j] != all[i]; j++)
-				;
-			if (j == nold && nfresh < 4)
-				fresh[nfresh++] = all[i];
+		nl_pump(&nl);
+		from = nl.n;
+		ck_assert(h_daemon_signal(&d, SIGHUP) == 0);
+		/* The new workers, stopped as soon as they appear. */
+		until = h_now_ms() + 3000;
+		while (nfresh < 2 && h_now_ms() < until) {
+			nall = h_children_of(d.pid, all, 8);
+			for (i = 0; i < nall && i < 8; i++) {
+				for (j = 0; j < nold && old[j] != all[i]; j++)
+					;
+				if (j < nold)
+					continue;
+				for (j = 0; j < nfresh && fresh[j] != all[i];
+				    j++)
+					;
+				if (j == nfresh && nfresh < 4) {
+					stop_pid(all[i]);
+					fresh[nfresh++] = all[i];
+				}
+			}
+			usleep(1000);
 		}
-		ck_assert_msg(nfresh == 2, "generation %u: %d new workers after "
-		    "READY=1", gen, nfresh);
-		for (i = 0; i < nfresh; i++)
-			stop_pid(fresh[i]);
+		ck_assert_msg(nfresh == 2, "generation %u: %d new workers",
+		    gen, nfresh);
 		/* Into the shared backlog, while nobody can accept. */
 		fd = h_tcp_connect(d.port, IO_MS);
 		ck_assert_msg(fd >= 0, "TCP connect: %s", strerror(errno));
+		usleep(300 * 1000);
+		snprintf(status, sizeof(status), "STATUS=generation %u:", gen);
+		ck_assert_msg(nl_wait(&nl, from, "READY=1", status, 1) < 0,
+		    "READY=1 of generation %u while its retired workers were "
+		    "stopped (still accepting)", gen);
 		for (i = 0; i < nold; i++)
 			ck_assert(kill(old[i], SIGCONT) == 0);
+		ready = nl_wait(&nl, from, "READY=1", status, READY_MS);
+		ck_assert_msg(ready >= 0, "no READY=1 of generation %u after "
+		    "its retired workers woke; notify:\n%s\nlog ends:\n%s", gen,
+		    nl_dump(&nl, from, dump, sizeof(dump)), h_log_tail(&d, tail,
+		    sizeof(tail)));
 		expect_retired(&d, gen - 1, 2);
 		for (i = 0; i < nfresh; i++)
 			ck_assert(kill(fresh[i], SIGCONT) == 0);
