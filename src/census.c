@@ -37,14 +37,18 @@ struct census {
 	size_t partlen;
 	_Atomic uint32_t drain_ms; /* UINT32_MAX: not set */
 	unsigned char seed[16];
-	unsigned char parts[]; /* nworkers * partlen bytes */
+	/* then, at HDRLEN, nworkers parts of partlen bytes */
 };
+
+/* The header rounded up to a cache line: parts start aligned. */
+#define HDRLEN ((sizeof(struct census) + 63) & ~(size_t)63)
 
 static struct part *
 part(const struct census *c, unsigned w)
 {
 	/* Shared memory: the const is about the header, not the parts. */
-	return (struct part *)(uintptr_t)(c->parts + (size_t)w * c->partlen);
+	return (struct part *)((uintptr_t)c + HDRLEN +
+	    (size_t)w * c->partlen);
 }
 
 struct census *
@@ -62,8 +66,7 @@ census_new(unsigned nworkers, size_t id_slots, const unsigned char seed[16])
 	/* Parts on their own cache lines: no false sharing of counters. */
 	partlen = (sizeof(struct part) + nslots * sizeof(struct slot) + 63) &
 	    ~(size_t)63;
-	len = ((sizeof(struct census) + 63) & ~(size_t)63) +
-	    (size_t)nworkers * partlen;
+	len = HDRLEN + (size_t)nworkers * partlen;
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 	    -1, 0);
 	if (p == MAP_FAILED)
@@ -91,9 +94,11 @@ census_worker_start(struct census *c, unsigned w)
 	struct part *p = part(c, w);
 
 	/* Nobody else writes here; readers may see a half-cleared table
-	 * for an instant and undercount (see census.h). */
-	memset(p, 0, c->partlen);
-	census_set_accepting(c, w, true);
+	 * for an instant and undercount (see census.h).  "accepting" is the
+	 * master's to set (before fork) and ours to clear. */
+	atomic_store_explicit(&p->conns, 0, memory_order_relaxed);
+	p->used = 0;
+	memset(p->slot, 0, c->nslots * sizeof(struct slot));
 }
 
 void

@@ -40,14 +40,16 @@ void census_free(struct census *c);
 
 /**
  * census_worker_start(c, w):
- * Worker ${w} takes its part: clears what a previous worker ${w} left.
+ * Worker ${w} takes its part: clears the counts a previous worker ${w}
+ * left (not the accepting flag: see census_set_accepting).
  */
 void census_worker_start(struct census *c, unsigned w);
 
 /**
  * census_set_accepting(c, w, on):
- * Worker ${w} takes new connections (census_worker_start sets this), or no
- * longer does: its listening sockets are closed.
+ * Worker ${w} may take new connections: the master sets this before it
+ * forks the worker (which may take a while to reach its loop); the worker
+ * clears it once its listening sockets are closed.
  */
 void census_set_accepting(struct census *c, unsigned w, bool on);
 

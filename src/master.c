@@ -511,7 +511,11 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 {
 	struct proc *p = &m->slots[idx];
 	struct gen *g = m->cur;
-	pid_t pid = fork();
+	pid_t pid;
+
+	/* From fork on, the worker counts as accepting until it says not. */
+	census_set_accepting(g->census, idx, true);
+	pid = fork();
 
 	if (pid < 0) {
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "cannot fork worker "

@@ -354,7 +354,7 @@ static int
 handshake_slice(struct tlssess *s)
 {
 	struct timespec t0, t;
-	int ret = 0;
+	int ret;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (!mbedtls_ssl_is_handshake_over(&s->ssl)) {

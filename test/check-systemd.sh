@@ -435,7 +435,7 @@ fi
 
 t_running() {
     state_is "$UNIT" active running &&
-        wait_prop "$UNIT" StatusText '^generation 1: 1 listener\(s\), 2 worker\(s\)(; nearest expiry: .*)?$' &&
+        wait_prop "$UNIT" StatusText '^generation 1: [0-9]+ connection\(s\), 1 listener\(s\), 2 worker\(s\)( \(\+[0-9]+ draining\))?(; nearest expiry: .*)?$' &&
         prop "$UNIT" StatusText | diag
 }
 check "active/running, StatusText \"generation 1: ...\"" t_running
@@ -475,7 +475,7 @@ cp "$ROOT$CONF" "$W/conf.gen2"
 t_reload() {
     grep -q 'banner = "hello from generation 2\\n";' "$ROOT$CONF" || { echo "edit failed" | diag; return 1; }
     in_ct systemctl reload "$UNIT" 2>&1 | diag && [[ ${PIPESTATUS[0]} == 0 ]] &&
-        wait_prop "$UNIT" StatusText '^generation 2: 1 listener\(s\), 3 worker\(s\)(; nearest expiry: .*)?$' &&
+        wait_prop "$UNIT" StatusText '^generation 2: [0-9]+ connection\(s\), 1 listener\(s\), 3 worker\(s\)( \(\+[0-9]+ draining\))?(; nearest expiry: .*)?$' &&
         state_is "$UNIT" active running &&
         [[ $(mainpid) == "$PID1" ]]
 }
@@ -528,7 +528,7 @@ check "echo still works after the failed SIGHUP reload" echo_ok ping $'hello fro
 cp "$W/conf.gen2" "$ROOT$CONF"
 t_restore() {
     in_ct systemctl reload "$UNIT" 2>&1 | diag && [[ ${PIPESTATUS[0]} == 0 ]] &&
-        wait_prop "$UNIT" StatusText '^generation 3: 1 listener\(s\), 3 worker\(s\)(; nearest expiry: .*)?$' &&
+        wait_prop "$UNIT" StatusText '^generation 3: [0-9]+ connection\(s\), 1 listener\(s\), 3 worker\(s\)( \(\+[0-9]+ draining\))?(; nearest expiry: .*)?$' &&
         echo_ok ping $'hello from generation 2\nping'
 }
 check "config restored + reload: generation 3, no \"last reload failed\", echo works" t_restore
