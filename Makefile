@@ -382,7 +382,7 @@ check-asan:
 # its reason.  Under TEST_VALGRIND=1 the few tests that measure speed or
 # CPU time skip themselves (h_skip_under_valgrind); TEST_SANITIZED=1 turns
 # off RSS checks, as under ASan.
-VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle
+VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits
 VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
 VALGRIND = valgrind --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --track-fds=yes \

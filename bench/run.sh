@@ -17,6 +17,8 @@
 #   BENCH_SECONDS, BENCH_REPS, BENCH_IDLE_CONNS, BENCH_IDLE_BASE
 #   BENCH_SERVERS        subset of "echod-relay echod-echo stunnel haproxy"
 #   BENCH_MODES          subset of "full resume latency bulk mixed idle"
+#   BENCH_ECHOD_TLS      extra settings for tls-echod's tls group, e.g.
+#                        'record_size = 16384;' (bulk vs memory trade-off)
 #   BENCH_PERF=1         also perf-record the tls-echod worker (relay) under the
 #                        full and resume modes; top symbols go into the results
 #   BENCH_OUT            results file (default bench/results/YYYY-MM-DD.md)
@@ -146,7 +148,7 @@ log = "stderr";
 max_connections = 20000;
 listeners = (
   { name = "bench"; listen = "127.0.0.1:$port"; mode = "$mode"; $backend
-    tls = { cert = "$PKI/server.crt"; key = "$PKI/server.key"; ca = "$PKI/ca.crt"; }; }
+    tls = { cert = "$PKI/server.crt"; key = "$PKI/server.key"; ca = "$PKI/ca.crt"; ${BENCH_ECHOD_TLS:-} }; }
 );
 EOF
         # one log line per connection: formatted, written to /dev/null

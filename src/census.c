@@ -186,7 +186,7 @@ find(const struct census *c, struct part *p, uint64_t key)
 	for (i = (size_t)key & mask, n = 0; n < c->nslots;
 	    i = (i + 1) & mask, n++) {
 		uint64_t k = atomic_load_explicit(&p->slot[i].key,
-		    memory_order_relaxed);
+		    memory_order_acquire);
 
 		if (k == key)
 			return &p->slot[i];

@@ -1325,7 +1325,7 @@ check_includes(struct loader *l, const char *path, const char *text)
 
 	if (text == NULL) {
 		/* The file itself: fopen(3) opens a directory too.  (A FIFO
-		 * or /dev/stdin here is the operator's explicit choice.) */
+		 * or /dev/stdin came as text: see cfg_load.) */
 		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
 			snprintf(l->err, l->errlen, "%s: cannot read: a "
 			    "directory", path);
@@ -1422,9 +1422,66 @@ err0:
 	return NULL;
 }
 
+/* The whole of ${path} (a pipe, /dev/stdin) as a string; NULL on error. */
+static char *
+read_all(const char *path, char *err, size_t errlen)
+{
+	enum { TEXT_MAX = 1 << 20 };
+	FILE *f = fopen(path, "re");
+	char *text = NULL, *t;
+	size_t len = 0, cap = 0, n;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: cannot read: %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	do {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			if (cap > TEXT_MAX + 4096 + 1 ||
+			    (t = realloc(text, cap)) == NULL) {
+				snprintf(err, errlen, "%s: %s", path,
+				    cap > TEXT_MAX ? "larger than 1 MiB" :
+				    "out of memory");
+				goto fail;
+			}
+			text = t;
+		}
+		n = fread(text + len, 1, 4096, f);
+		len += n;
+	} while (n > 0);
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: cannot read: %s", path,
+		    strerror(errno ? errno : EIO));
+		goto fail;
+	}
+	fclose(f);
+	text[len] = '\0';
+	return text;
+fail:
+	fclose(f);
+	free(text);
+	return NULL;
+}
+
 struct cfg *
 cfg_load(const char *path, char *err, size_t errlen)
 {
+	struct stat st;
+	struct cfg *c;
+	char *text;
+
+	/* A pipe or /dev/stdin can be read only once, and the include
+	 * check reads the file before libconfig does: read it here. */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+	    !S_ISDIR(st.st_mode)) {
+		if ((text = read_all(path, err, errlen)) == NULL)
+			return NULL;
+		c = load(path, text, err, errlen);
+		free(text);
+		return c;
+	}
 	return load(path, NULL, err, errlen);
 }
 

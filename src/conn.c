@@ -543,6 +543,9 @@ pump_some(struct conn_set *set, struct conn *c, struct dir *d,
 				if (budget-- > 0)
 					continue;
 				d->src->want_in = true;
+				if (d->src->tls != NULL &&
+				    tlssess_pending(d->src->tls))
+					d->src->want_out = true;
 				return true;
 			}
 			if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {

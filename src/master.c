@@ -37,6 +37,7 @@
 #define STABLE_MS 5000      /* a worker up this long resets the back-off */
 #define KILL_GRACE_MS 5000  /* after shutdown_timeout, before SIGKILL */
 #define STATUS_MS 2000      /* STATUS= refresh (sent only when it changed) */
+#define NOTIFY_RETRY_MS 100 /* state change the manager's queue refused */
 #define RETIRE_ACK_MS 2000  /* reload: wait this long at most for the old
                                workers to stop accepting before READY=1 */
 #define MAX_OLD_GENS 3      /* draining generations kept; older are killed */
@@ -82,6 +83,7 @@ struct master {
 	uint64_t watchdog_ms; /* ping interval, 0: no watchdog */
 	uint64_t next_watchdog_ms;
 	uint64_t next_status_ms;
+	bool notify_pending;    /* a state change waits for the manager */
 	char status[512];
 	char nearest[200];    /* the nearest certificate expiry, for STATUS= */
 	uint32_t next_drain_ms; /* drain_timeout of the generation taking over */
@@ -610,6 +612,10 @@ reap(struct master *m, uint64_t now)
 		if (p == NULL)
 			continue;
 		p->pid = 0;
+		/* Its connections died with it: stop counting them (STATUS=,
+		 * per-identity limits) until its replacement starts. */
+		census_worker_start(m->cur->census, p->idx);
+		census_set_accepting(m->cur->census, p->idx, false);
 		describe_exit(st, how, sizeof(how));
 		if (m->stopping) {
 			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
@@ -968,6 +974,8 @@ poll_timeout(const struct master *m, uint64_t now)
 		next = m->next_watchdog_ms;
 	if (!m->stopping && m->next_status_ms < next)
 		next = m->next_status_ms;
+	if (m->notify_pending && now + NOTIFY_RETRY_MS < next)
+		next = now + NOTIFY_RETRY_MS;
 	if (m->stopping && m->kill_at_ms < next)
 		next = m->kill_at_ms;
 	return next > now ? (int)(next - now) : 0;
@@ -1038,6 +1046,7 @@ loop(struct master *m)
 		if (p.revents & POLLIN)
 			on_signals(m, now);
 		timers(m, now);
+		m->notify_pending = notify_retry() != 0;
 	}
 }
 

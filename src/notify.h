@@ -25,4 +25,11 @@ uint64_t notify_watchdog_usec(void);
 /** notify_watchdog(): WATCHDOG=1. */
 void notify_watchdog(void);
 
+/**
+ * notify_retry():
+ * Send again a state change (READY=1, RELOADING=1, STOPPING=1) the
+ * manager's full queue refused.  True while one is still waiting.
+ */
+int notify_retry(void);
+
 #endif

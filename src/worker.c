@@ -262,6 +262,14 @@ on_master(struct worker *w, uint64_t now)
 		 * live ones.
 		 */
 		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd, NULL);
+		/*
+		 * With EPOLLEXCLUSIVE a new connection wakes one worker: if
+		 * it woke us in this batch, nobody else was told.  Take what
+		 * waits before leaving; READY=1 waits for us anyway.
+		 */
+		for (size_t i = 0; i < w->nls; i++)
+			if (w->ls[i].registered)
+				accept_some(w, &w->ls[i], now);
 		/* A reload left the new drain_timeout in our census. */
 		if (w->conns.census != NULL)
 			w->drain_ms = census_drain_ms(w->conns.census,
@@ -437,9 +445,9 @@ loop(struct worker *w)
 		}
 		now = worker_now_ms();
 		/*
-		 * The master's word first: after a reload's READY=1 a retired
-		 * worker must not take one more connection, even one that
-		 * arrived in the same batch as its pipe's EOF.
+		 * The master's word first: a retired worker takes what waits
+		 * in the accept queue once (on_master), then leaves the
+		 * listeners and says so; the master's READY=1 waits for that.
 		 */
 		for (i = 0; i < n; i++)
 			if (*(int *)evs[i].data.ptr == EV_MASTER ||

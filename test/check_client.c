@@ -354,8 +354,11 @@ START_TEST(expired_server_is_critical_and_gets_no_data)
 	EXPECT(&r, 2, "TLS-ECHO CRITICAL - server certificate CN=localhost "
 	    "expired ");
 	EXPECT(&r, 2, " day(s) ago (2021-01-01)");
-	ck_assert_msg(s.handshake_ok, "the tool did not finish the handshake, "
-	    "so it could not read the expired certificate");
+	/* It read the date from the certificate without finishing the
+	 * handshake: our certificate never went to that server. */
+	ck_assert_msg(!s.handshake_ok, "the tool finished a handshake with a "
+	    "server whose certificate expired (it sent its own certificate "
+	    "to a server it could not verify)");
 
 	/* A message is never sent to a server that did not verify. */
 	expired_start(&s, &th);
@@ -366,8 +369,9 @@ START_TEST(expired_server_is_critical_and_gets_no_data)
 	EXPECT(&r, 2, "tls-echo: error: server certificate CN=localhost "
 	    "expired ");
 	ck_assert_msg(strstr(r.out, "secret") == NULL, "%s", r.out);
-	ck_assert_msg(s.app_bytes == 0, "the server received %ld application "
-	    "byte(s)", s.app_bytes);
+	/* -1: the handshake never completed, so not a byte could come. */
+	ck_assert_msg(s.app_bytes <= 0 && !s.handshake_ok, "the server "
+	    "received %ld application byte(s)", s.app_bytes);
 }
 END_TEST
 
@@ -388,6 +392,17 @@ START_TEST(unknown_ca_is_critical)
 	    "not issued by a CA in ");
 	ck_assert_msg(h_log_count(&d, "BYTES_IN=6 ", NULL) == 0,
 	    "data reached an unverified server");
+	/*
+	 * Not even our certificate went out: the daemon refused both tries
+	 * (the client's alert ended them), it never admitted one, and no
+	 * log line names the client.
+	 */
+	ck_assert_int_ge(h_log_wait_count(&d, 2, 5000,
+	    "handshake refused: ", NULL), 2);
+	ck_assert_msg(h_log_count(&d, "connection closed", NULL) == 0,
+	    "a client that could not verify the server was admitted");
+	ck_assert_msg(h_log_count(&d, "CLIENT_SUBJECT=", NULL) == 0,
+	    "the client sent its certificate to a server it did not verify");
 	ck_assert_int_eq(h_daemon_stop(&d, 10000), 0);
 }
 END_TEST

@@ -284,6 +284,37 @@ START_TEST(include_of_directory_or_fifo_is_refused_not_fatal)
 }
 END_TEST
 
+/* A configuration from a FIFO (or /dev/stdin) is read once, whole. */
+START_TEST(config_from_a_fifo_is_read_once_and_loaded)
+{
+	char *text = xasprintf("workers = 3;\nlisteners = ({ name = \"p\"; "
+	    "listen = \"127.0.0.1:1\";\n %s });\n", tls_line);
+	const char *fifo = tmp_path("conf-fifo");
+	struct cfg *c;
+	pid_t pid;
+	int st;
+
+	unlink(fifo);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		FILE *f = fopen(fifo, "w");
+
+		_exit(f != NULL && fputs(text, f) >= 0 && fclose(f) == 0 ?
+		    0 : 1);
+	}
+	c = cfg_load(fifo, err, sizeof(err));
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	free(text);
+	unlink(fifo);
+	ck_assert_msg(c != NULL, "loading from a FIFO: %s", err);
+	ck_assert_uint_eq(c->workers, 3);
+	ck_assert_str_eq(c->listeners[0].name, "p");
+	cfg_free(c);
+}
+END_TEST
+
 /* cfg_load_string: the same loader on text, named and resolved as ${path}. */
 START_TEST(load_string_resolves_against_the_named_file)
 {
@@ -2010,6 +2041,7 @@ cfg_load_suite(void)
 	tcase_add_test(tc, unreadable_file_reports_cannot_read);
 	tcase_add_test(tc, syntax_error_reports_file_and_line);
 	tcase_add_test(tc, include_of_directory_or_fifo_is_refused_not_fatal);
+	tcase_add_test(tc, config_from_a_fifo_is_read_once_and_loaded);
 	tcase_add_test(tc, load_string_resolves_against_the_named_file);
 	tcase_add_test(tc, syntax_error_inside_listener_reports_its_line);
 	suite_add_tcase(s, tc);

@@ -14,7 +14,7 @@
  *   HOSTILE_SLOW_CONNS   silent slowloris connections (500)
  *   SOAK_SECONDS         mixed-traffic soak length (8)
  *   SOAK_RELOAD_SECONDS  SIGHUP period during the soak (3)
- *   TEST_SANITIZED=1     skip the memory-per-connection bound (ASan build)
+ *   TEST_SANITIZED=1     skip the memory bounds (ASan build, valgrind)
  */
 #include <check.h>
 #include <errno.h>
@@ -904,7 +904,8 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 #define IDLE_WINDOW 64          /* handshakes in flight at once */
-#define IDLE_KIB_PER_CONN_MAX 100
+#define IDLE_KIB_TLS12_MAX 40.0
+#define IDLE_KIB_TLS13_MAX 48.0
 #define IDLE_HOLD_MS 1000
 
 static SSL_CTX *
@@ -1076,10 +1077,16 @@ START_TEST(test_many_idle_mtls_connections_held_on_one_worker)
 	}
 	held_rss = h_proc_rss_kb(w);
 	served_within(&d, 1000, "beside the idle connections");
-	if (!sanitized())
-		ck_assert_msg(per_conn < IDLE_KIB_PER_CONN_MAX, "%.1f KiB per "
-		    "idle mTLS connection (bound %d KiB)", per_conn,
-		    IDLE_KIB_PER_CONN_MAX);
+	/* Issue 7's targets: 40 KiB per TLS 1.2, 48 KiB per TLS 1.3 idle
+	 * connection, weighted by the versions held. */
+	if (!sanitized()) {
+		double bound = (v13 * IDLE_KIB_TLS13_MAX + (n - v13) *
+		    IDLE_KIB_TLS12_MAX) / (double)n;
+
+		ck_assert_msg(per_conn < bound, "%.1f KiB per idle mTLS "
+		    "connection (%d TLS 1.3, %d TLS 1.2: bound %.1f KiB)",
+		    per_conn, v13, n - v13, bound);
+	}
 	notify_drain(&d);
 	for (i = 0; i < n; i++)
 		h_tls_close(&c[i]);
@@ -1305,10 +1312,13 @@ START_TEST(test_soak_mixed_traffic_with_reloads_loses_nothing_leaks_nothing)
 	    "soak", mfds1, mfds0);
 	ck_assert_msg(wfds1 == wfds0, "the workers hold %d fds, %d before the "
 	    "soak", wfds1, wfds0);
-	ck_assert_msg(mrss1 - mrss0 < SOAK_RSS_GROWTH_MAX_KB, "master VmRSS "
-	    "%ld -> %ld KiB", mrss0, mrss1);
-	ck_assert_msg(wrss1 - wrss0 < SOAK_RSS_GROWTH_MAX_KB, "workers' VmRSS "
-	    "%ld -> %ld KiB", wrss0, wrss1);
+	/* ASan's quarantine and shadow memory grow by design. */
+	if (!sanitized()) {
+		ck_assert_msg(mrss1 - mrss0 < SOAK_RSS_GROWTH_MAX_KB, "master "
+		    "VmRSS %ld -> %ld KiB", mrss0, mrss1);
+		ck_assert_msg(wrss1 - wrss0 < SOAK_RSS_GROWTH_MAX_KB, "workers' "
+		    "VmRSS %ld -> %ld KiB", wrss0, wrss1);
+	}
 	ck_assert_msg(h_log_count(&d, WORKER_DIED, NULL) == 0, "a worker died; "
 	    "log ends:\n%s", h_log_tail(&d, tail, sizeof(tail)));
 	ck_assert_int_eq(h_log_count(&d, "retired worker", NULL), 0);

@@ -1519,7 +1519,8 @@ END_TEST
 /*
  * A service manager that does not read its notify socket (its queue holds
  * ~10 datagrams) must not stall the master: 30 reloads send ~60 messages
- * nobody reads; every reload still happens (log) and SIGTERM still works.
+ * nobody reads; every reload still happens (log), the last state change is
+ * delivered when the socket is read again, and SIGTERM still works.
  */
 START_TEST(test_unread_notify_socket_never_blocks_the_master)
 {
@@ -1536,6 +1537,11 @@ START_TEST(test_unread_notify_socket_never_blocks_the_master)
 		    "(master blocked on sd_notify?); log ends:\n%s", i + 1,
 		    LOG_MS, h_log_tail(&d, tail, sizeof(tail)));
 	}
+	/* The state changes that did not fit were kept: once the manager
+	 * reads again, the last one, READY=1 of generation 31, arrives. */
+	ck_assert_msg(h_notify_wait(&d, "READY=1\nSTATUS=generation 31:",
+	    3000) != NULL, "READY=1 of generation 31 never came once the "
+	    "notify socket was read again");
 	H_DAEMON_DOWN(&d);
 }
 END_TEST
@@ -2410,7 +2416,8 @@ tls_on_fd(struct h_tls *c, int fd, const struct h_daemon *d)
  * they exist, and a connection waits in the backlog.  The master must hold
  * READY=1 back until the retired workers said they stopped accepting (they
  * are resumed 300 ms later, waking with their pipe's EOF and the waiting
- * connection in one epoll batch, and must leave it to the new generation).
+ * connection in one epoll batch: that one is served, by either generation,
+ * never stranded); every connection after READY=1 gets generation N.
  */
 START_TEST(test_after_ready_no_connection_is_served_by_a_retired_generation)
 {
@@ -2478,6 +2485,26 @@ START_TEST(test_after_ready_no_connection_is_served_by_a_retired_generation)
 		expect_retired(&d, gen - 1, 2);
 		for (i = 0; i < nfresh; i++)
 			ck_assert(kill(fresh[i], SIGCONT) == 0);
+		/*
+		 * The connection that waited through the reload is served,
+		 * by either generation (it came before READY=1; a retired
+		 * worker woken for it takes it rather than strand it).
+		 */
+		tls_on_fd(&c, fd, &d);
+		memset(got, 0, sizeof(got));
+		ck_assert_msg(h_tls_read_exact(&c, got, 5, IO_MS) == 0,
+		    "the connection that waited through reload %u: %s; log "
+		    "ends:\n%s", gen, c.err, h_log_tail(&d, tail, sizeof(tail)));
+		snprintf(want, sizeof(want), "gen%u", gen - 1);
+		if (strncmp(got, want, strlen(want)) != 0) {
+			snprintf(want, sizeof(want), "gen%u", gen);
+			ck_assert_msg(strncmp(got, want, strlen(want)) == 0,
+			    "banner \"%.5s\" during reload %u", got, gen);
+		}
+		h_tls_close(&c);
+		/* Any connection after READY=1 gets the new generation. */
+		fd = h_tcp_connect(d.port, IO_MS);
+		ck_assert_msg(fd >= 0, "TCP connect: %s", strerror(errno));
 		tls_on_fd(&c, fd, &d);
 		snprintf(want, sizeof(want), "gen%u\n", gen);
 		memset(got, 0, sizeof(got));

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1418,6 +1419,8 @@ fail:
 	return NULL;
 }
 
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int
 h_tls_connect(struct h_tls *c, int port, const struct h_tls_opts *o)
 {
@@ -1428,7 +1431,15 @@ h_tls_connect(struct h_tls *c, int port, const struct h_tls_opts *o)
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 	ERR_clear_error();
-	if ((c->ctx = make_ctx(o, c->err, sizeof(c->err))) == NULL)
+	/*
+	 * One thread at a time: OpenSSL 3.0's PEM decoders, loading keys in
+	 * several threads at once, now and then fail with "DECODER routines::
+	 * unsupported" (seen in check_hostile's soak with 4 client threads).
+	 */
+	pthread_mutex_lock(&ctx_lock);
+	c->ctx = make_ctx(o, c->err, sizeof(c->err));
+	pthread_mutex_unlock(&ctx_lock);
+	if (c->ctx == NULL)
 		return -1;
 	c->fd = tcp_connect(port, timeout, o->sndbuf, o->rcvbuf);
 	if (c->fd < 0) {

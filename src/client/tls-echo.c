@@ -714,7 +714,20 @@ run(const struct opts *o, struct tlsclient *t)
 		goto out;
 	}
 	if (r != 0) {
-		code = report_failure(o, t, false, false);
+		struct tlsc_failure f;
+
+		tlsclient_failure(t, &f);
+		if (f.kind != TLSC_F_UNVERIFIED) {
+			code = report_failure(o, t, false, false);
+			goto out;
+		}
+		/* The handshake stopped at the server's certificate: nothing
+		 * of ours went out; say what is wrong with it. */
+		t2 = now_ms_precise();
+		tlsclient_info(t, &info);
+		if (o->info)
+			print_info(o, t, &info, addr, t1 - t0, t2 - t1);
+		code = report_unverified(o, &info);
 		goto out;
 	}
 	t2 = now_ms_precise();
@@ -741,6 +754,23 @@ run(const struct opts *o, struct tlsclient *t)
 out:
 	close(fd);
 	return code;
+}
+
+/* An option whose value is the next argument (for the Nagios-mode scan). */
+static bool
+takes_value(const char *a)
+{
+	static const char *const opts[] = {
+		"-c", "-k", "-C", "-n", "-m", "-t", "-r", "-N", "--cert",
+		"--key", "--ca", "--name", "--message", "--timeout", "--retry",
+		"--retries", NULL,
+	};
+	size_t i;
+
+	for (i = 0; opts[i] != NULL; i++)
+		if (strcmp(a, opts[i]) == 0)
+			return true;
+	return false;
 }
 
 int
@@ -775,12 +805,17 @@ main(int argc, char **argv)
 	int opt, code;
 
 	/* Nagios mode decides how usage errors look: find it first. */
-	for (opt = 1; opt < argc; opt++)
-		if (strcmp(argv[opt], "--") == 0)
+	for (opt = 1; opt < argc; opt++) {
+		const char *a = argv[opt];
+
+		if (strcmp(a, "--") == 0)
 			break;
-		else if (strncmp(argv[opt], "--expect-days", 13) == 0 ||
-		    strncmp(argv[opt], "-e", 2) == 0)
+		if (strncmp(a, "--expect-days", 13) == 0 ||
+		    strncmp(a, "-e", 2) == 0)
 			nagios = true;
+		else if (takes_value(a))
+			opt++; /* its value, say a --message starting "-e" */
+	}
 
 	while ((opt = getopt_long(argc, argv, "c:k:C:n:m:ie:t:r:RN:Vh",
 	    longopts, NULL)) != -1) {

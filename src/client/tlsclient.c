@@ -234,12 +234,13 @@ tlsclient_new(const struct tlsc_opts *o, char *err, size_t errlen)
 	mbedtls_ssl_conf_max_tls_version(&t->conf, o->max_version == 12 ?
 	    MBEDTLS_SSL_VERSION_TLS1_2 : MBEDTLS_SSL_VERSION_TLS1_3);
 	/*
-	 * Optional, not required: the handshake completes whatever the
-	 * verification says, so that the caller can name the problem (and
-	 * report an expired certificate's date).  The caller never sends
-	 * data unless tlsclient_info() says verify_flags == 0.
+	 * Required: a server that does not verify gets nothing more from us,
+	 * not even our certificate (with "optional" the handshake would go
+	 * on and hand our identity to whoever is in the middle).  verify_cb
+	 * records the chain and its flags, so the caller can still name the
+	 * problem and an expired certificate's date.
 	 */
-	mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+	mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
 	mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
 	mbedtls_ssl_conf_verify(&t->conf, verify_cb, t);
 	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
@@ -367,10 +368,14 @@ tlsclient_info(const struct tlsclient *t, struct tlsc_info *info)
 	const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
 	size_t i;
 
+	const char *suite = mbedtls_ssl_get_ciphersuite(&t->ssl);
+
 	memset(info, 0, sizeof(*info));
 	snprintf(info->version, sizeof(info->version), "%s",
 	    mbedtls_ssl_get_version(&t->ssl));
-	iana_suite(mbedtls_ssl_get_ciphersuite(&t->ssl), info->cipher,
+	/* None yet when the handshake stopped at the server's certificate
+	 * (mbedTLS 3.6 names the suite only once the session is set up). */
+	iana_suite(suite != NULL ? suite : "(none)", info->cipher,
 	    sizeof(info->cipher));
 	if (flags == UINT32_MAX) /* no verification happened */
 		flags = MBEDTLS_X509_BADCERT_SKIP_VERIFY;
@@ -512,6 +517,9 @@ tlsclient_failure(const struct tlsclient *t, struct tlsc_failure *f)
 		break;
 	case MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE:
 		f->kind = TLSC_F_HANDSHAKE;
+		break;
+	case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+		f->kind = TLSC_F_UNVERIFIED;
 		break;
 	default:
 		f->kind = TLSC_F_OTHER;

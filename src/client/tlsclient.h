@@ -5,11 +5,11 @@
  * session at a time over a non-blocking socket the caller owns.  Never
  * prints: errors go to the caller's buffer or a struct tlsc_failure.
  *
- * The server's certificate is verified with mbedTLS in "optional" mode so
- * that the handshake completes even when verification fails and the caller
- * can say exactly why (and report an expired certificate's date); the
- * caller must check tlsc_info.verify_flags and send nothing to a server
- * whose flags are not 0.
+ * The server's certificate is verified with mbedTLS in "required" mode: a
+ * server that does not verify ends the handshake before our certificate or
+ * anything else goes to it (TLSC_F_UNVERIFIED); tlsclient_info() then
+ * still describes its chain from the verify callback, so the caller can
+ * say exactly why (and report an expired certificate's date).
  */
 #ifndef TLS_ECHO_TLSCLIENT_H
 #define TLS_ECHO_TLSCLIENT_H
@@ -67,6 +67,8 @@ enum tlsc_failure_kind {
 	TLSC_F_BAD_MAC,    /* a record did not decrypt */
 	TLSC_F_VERSION,    /* no common protocol version */
 	TLSC_F_HANDSHAKE,  /* no common suite/group/signature algorithm */
+	TLSC_F_UNVERIFIED, /* the server's certificate did not verify: see
+	                      tlsclient_info()'s verify_flags and chain */
 	TLSC_F_OTHER,      /* see ${text} */
 };
 
