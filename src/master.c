@@ -77,6 +77,7 @@ struct master {
 	size_t nold, capold;
 	unsigned next_gen;
 	unsigned reloads, failed_reloads;
+	char reload_err[200]; /* why the last reload failed, for STATUS= */
 	int sigfd;
 	bool stopping;
 	uint64_t kill_at_ms;
@@ -661,16 +662,20 @@ signal_workers(struct master *m, int sig)
 static void
 set_status(struct master *m)
 {
-	char draining[64] = "";
+	char draining[64] = "", failed[240] = "";
 
 	if (m->nold > 0)
 		snprintf(draining, sizeof(draining), " (+%zu draining)",
 		    m->nold);
+	/* The refresh keeps the reason in sight for `systemctl status`. */
+	if (m->failed_reloads)
+		snprintf(failed, sizeof(failed), "; last reload failed: %.160s",
+		    m->reload_err);
 	snprintf(m->status, sizeof(m->status), "generation %u: %" PRIu64
 	    " connection(s), %zu listener(s), %u worker(s)%s%s%s%s",
 	    m->cur->id, census_conns_total(m->cur->census), m->cur->nls,
-	    m->nslots, draining, m->failed_reloads ? "; last reload failed" :
-	    "", m->nearest[0] ? "; nearest expiry: " : "", m->nearest);
+	    m->nslots, draining, failed, m->nearest[0] ? "; nearest expiry: " :
+	    "", m->nearest);
 }
 
 /* Log the dates of generation ${g} and remember the nearest expiry. */
@@ -795,6 +800,8 @@ reload(struct master *m, uint64_t now)
 	if (slots == NULL) {
 		gen_free(g);
 		m->failed_reloads++;
+		snprintf(m->reload_err, sizeof(m->reload_err), "%.*s",
+		    (int)sizeof(m->reload_err) - 1, err);
 		set_status(m);
 		log_event(LOG_ERR, LOG_ID_RELOAD, NULL, 0, "reload failed, "
 		    "still serving generation %u: %s", prev_id, err);

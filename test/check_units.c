@@ -281,6 +281,59 @@ START_TEST(census_table_reuses_freed_slots_and_refuses_when_full)
 }
 END_TEST
 
+/*
+ * A reader in another process while the owner churns: keys come and go
+ * far past the rebuild threshold while one identity holds one connection
+ * throughout.  Reads are snapshots (census.h): they may miss the steady
+ * identity during a rebuild, but never count anyone above what it holds.
+ */
+START_TEST(census_concurrent_reader_never_overcounts)
+{
+	struct census *c = census_new(1, 64, seed16);
+	uint64_t steady, churn[8];
+	char name[32];
+	pid_t pid;
+	int st, round, i;
+
+	ck_assert_ptr_nonnull(c);
+	census_worker_start(c, 0);
+	steady = census_id_key(c, "l", "steady");
+	for (i = 0; i < 8; i++) {
+		snprintf(name, sizeof(name), "churn-%d", i);
+		churn[i] = census_id_key(c, "l", name);
+	}
+	ck_assert_int_eq(census_id_add(c, 0, steady), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The reader: exit 1 on an over-count. */
+		for (round = 0; round < 200000; round++) {
+			if (census_id_count(c, steady) > 1)
+				_exit(1);
+			for (i = 0; i < 8; i++)
+				if (census_id_count(c, churn[i]) > 1)
+					_exit(1);
+		}
+		_exit(0);
+	}
+	/* The owner: fresh identities (forcing slot reuse and rebuilds)
+	 * plus the same 8 coming and going, until the reader is done. */
+	for (round = 0; waitpid(pid, &st, WNOHANG) == 0; round++) {
+		snprintf(name, sizeof(name), "fresh-%d", round);
+		uint64_t k = census_id_key(c, "l", name);
+
+		ck_assert_int_eq(census_id_add(c, 0, k), 0);
+		ck_assert_int_eq(census_id_add(c, 0, churn[round % 8]), 0);
+		census_id_del(c, 0, k);
+		census_id_del(c, 0, churn[round % 8]);
+	}
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader saw "
+	    "an identity counted above what it held (after %d rounds)", round);
+	ck_assert_uint_eq(census_id_count(c, steady), 1);
+	census_free(c);
+}
+END_TEST
+
 START_TEST(census_without_identity_tables_counts_connections_only)
 {
 	struct census *c = census_new(2, 0, seed16);
@@ -318,6 +371,7 @@ units_suite(void)
 	    census_table_reuses_freed_slots_and_refuses_when_full);
 	tcase_add_test(tc,
 	    census_without_identity_tables_counts_connections_only);
+	tcase_add_test(tc, census_concurrent_reader_never_overcounts);
 	suite_add_tcase(s, tc);
 	return s;
 }
