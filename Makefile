@@ -124,7 +124,7 @@ certs:
 # Recursive so that pkg-config and the mbedTLS choice are evaluated after
 # the dependencies exist.
 run: deps
-	@$(MAKE) --no-print-directory $(BIN)
+	@$(MAKE) --no-print-directory $(BIN) $(CLIENT_BIN)
 	@scripts/gen-certs.sh
 	@echo "tls-echod: serving mTLS echo on 127.0.0.1:8443 (Ctrl-C stops)."
 	@echo "  try: openssl s_client -connect 127.0.0.1:8443 -cert certs/client.crt -key certs/client.key -CAfile certs/ca.crt -quiet"
