@@ -128,6 +128,7 @@ run: deps
 	@scripts/gen-certs.sh
 	@echo "tls-echod: serving mTLS echo on 127.0.0.1:8443 (Ctrl-C stops)."
 	@echo "  try: openssl s_client -connect 127.0.0.1:8443 -cert certs/client.crt -key certs/client.key -CAfile certs/ca.crt -quiet"
+	@echo "   or: $(CLIENT_BIN) --cert certs/client.crt --key certs/client.key --ca certs/ca.crt --info -m hello 127.0.0.1:8443"
 	exec $(BIN) -c conf/tls-echod.conf
 
 # Every stage (see "make check: the stages" below); check-quick is the
