@@ -672,7 +672,7 @@ set_status(struct master *m)
 		snprintf(failed, sizeof(failed), "; last reload failed: %.160s",
 		    m->reload_err);
 	snprintf(m->status, sizeof(m->status), "generation %u: %" PRIu64
-	    " connection(s), %zu listener(s), %u worker(s)%s%s%s%s",
+	    " connection(s), %zu listener(s), %u worker(s)%.40s%.200s%s%.150s",
 	    m->cur->id, census_conns_total(m->cur->census), m->cur->nls,
 	    m->nslots, draining, failed, m->nearest[0] ? "; nearest expiry: " :
 	    "", m->nearest);
