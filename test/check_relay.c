@@ -2041,85 +2041,17 @@ ssl_wait(SSL *ssl, int fd, int r, int64_t deadline)
 	return -1;
 }
 
+static void tls_be_serve(struct tls_be *b, int fd, int64_t deadline);
+
 static void *
 tls_be_main(void *arg)
 {
 	struct tls_be *b = arg;
 	int64_t deadline = h_now_ms() + b->be.timeout_ms;
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	SSL *ssl = NULL;
-	unsigned char buf[16384];
-	int fd = -1, r;
+	int fd = be_accept(&b->be, deadline);
 
-	if (ctx == NULL ||
-	    SSL_CTX_use_certificate_chain_file(ctx, b->cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, b->key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_load_verify_locations(ctx, h_pki("ca.crt"), NULL) != 1) {
-		be_fail(&b->be, "server set-up: %s",
-		    ERR_error_string(ERR_get_error(), NULL));
-		goto out;
-	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	if ((fd = be_accept(&b->be, deadline)) < 0)
-		goto out;
-	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
-		goto out;
-	SSL_set_accept_state(ssl);
-	while ((r = SSL_accept(ssl)) != 1)
-		if (ssl_wait(ssl, fd, r, deadline) < 0) {
-			be_fail(&b->be, "handshake: %s",
-			    ERR_error_string(ERR_get_error(), NULL));
-			goto out;
-		}
-	b->handshake_ok = true;
-	snprintf(b->version, sizeof(b->version), "%s", SSL_get_version(ssl));
-	{
-		X509 *peer = SSL_get1_peer_certificate(ssl);
-
-		if (peer != NULL) {
-			if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer),
-			    NID_commonName, b->peer_cn,
-			    (int)sizeof(b->peer_cn)) < 0)
-				b->peer_cn[0] = '\0';
-			X509_free(peer);
-		}
-	}
-	for (;;) {
-		int n = SSL_read(ssl, buf, sizeof(buf)), off = 0;
-
-		if (n <= 0) {
-			if (SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN) {
-				b->close_notify = true;
-				break;
-			}
-			if (ssl_wait(ssl, fd, n, deadline) < 0) {
-				be_fail(&b->be, "read after %" PRIu64 " bytes: "
-				    "SSL error %d", b->echoed,
-				    SSL_get_error(ssl, n));
-				break;
-			}
-			continue;
-		}
-		while (off < n) {
-			int w = SSL_write(ssl, buf + off, n - off);
-
-			if (w > 0)
-				off += w;
-			else if (ssl_wait(ssl, fd, w, deadline) < 0) {
-				be_fail(&b->be, "echo write failed");
-				goto out;
-			}
-		}
-		b->echoed += (uint64_t)n;
-	}
-	(void)SSL_shutdown(ssl);
-out:
-	SSL_free(ssl);
-	SSL_CTX_free(ctx);
 	if (fd >= 0)
-		close(fd);
-	ERR_clear_error();
+		tls_be_serve(b, fd, deadline);
 	return NULL;
 }
 
@@ -2458,8 +2390,9 @@ be_read_proxy_header(struct be *b, int fd, int version, unsigned char *hdr,
 }
 
 /*
- * tls_be_main after the accept: a TLS server (server certificate, client
- * certificate from ca.crt required) on ${fd}, echoing until close_notify.
+ * A TLS server (server certificate, client certificate from ca.crt
+ * required) on accepted socket ${fd}, echoing until close_notify: the TLS
+ * backend of tls_be_main, and of proxy_tls_be_main after its PROXY header.
  * Closes ${fd}.
  */
 static void
@@ -2487,7 +2420,7 @@ tls_be_serve(struct tls_be *b, int fd, int64_t deadline)
 	SSL_set_accept_state(ssl);
 	while ((r = SSL_accept(ssl)) != 1)
 		if (ssl_wait(ssl, fd, r, deadline) < 0) {
-			be_fail(&b->be, "TLS handshake after the PROXY header: %s",
+			be_fail(&b->be, "TLS handshake: %s",
 			    ERR_error_string(ERR_get_error(), NULL));
 			goto out;
 		}
