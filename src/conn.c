@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -822,18 +821,6 @@ step_backend_tls(struct conn_set *set, struct conn *c, uint64_t now_ms)
 
 static void step_proxy(struct conn_set *set, struct conn *c, uint64_t now_ms);
 
-/* Notice a peer that vanished without a word, even with idle_timeout 0. */
-static void
-set_keepalive(int fd)
-{
-	int one = 1, idle = 60, intvl = 10, cnt = 6;
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-}
-
 static void
 step_connecting(struct conn_set *set, struct conn *c, uint64_t now_ms)
 {
@@ -846,7 +833,7 @@ step_connecting(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		    "backend-refused" : "backend-unreachable", strerror(e));
 		return;
 	}
-	set_keepalive(c->backend.fd);
+	net_keepalive(c->backend.fd);
 	if (!queue_proxy_header(set, c)) {
 		finish(c, now_ms, "io-error", "out of memory");
 		return;

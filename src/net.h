@@ -63,11 +63,18 @@ int net_connect(const struct sockaddr_storage *addr, socklen_t addrlen,
 int net_connect_result(int fd);
 
 /**
+ * net_keepalive(fd):
+ * TCP keep-alive on ${fd} after 60 s idle, every 10 s, 6 probes: a peer that
+ * vanished without a word is noticed even with idle_timeout 0.  Best
+ * effort: failures are ignored.
+ */
+void net_keepalive(int fd);
+
+/**
  * net_tune_listener(fd):
  * Options every accepted connection inherits from listening socket ${fd}
- * (on Linux, so no per-connection system calls): TCP_NODELAY, and TCP
- * keep-alive after 60 s idle, every 10 s, 6 probes, so a peer that vanished
- * is noticed even with idle_timeout 0.  Best effort: failures are ignored.
+ * (on Linux, so no per-connection system calls): TCP_NODELAY and
+ * net_keepalive's settings.  Best effort: failures are ignored.
  */
 void net_tune_listener(int fd);
 
