@@ -86,7 +86,8 @@ BIN := $(BUILDDIR)/tls-echod
 # The client tool: its own directory, so the daemon's src/*.c wildcard does
 # not link it; it uses the leaf module net and nothing else of the daemon.
 CLIENT_SRCS := $(wildcard src/client/*.c)
-CLIENT_OBJS := $(patsubst src/%.c,$(OBJDIR)/%.o,$(CLIENT_SRCS)) $(OBJDIR)/net.o
+CLIENT_OBJS := $(patsubst src/%.c,$(OBJDIR)/%.o,$(CLIENT_SRCS)) $(OBJDIR)/net.o \
+	$(OBJDIR)/tlsclock.o
 CLIENT_BIN := $(BUILDDIR)/tls-echo
 
 .PHONY: all run check check-quick check-build check-run certs deps install uninstall \
@@ -239,7 +240,8 @@ $(TESTDIR)/check_identity: test/check_identity.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_identity.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
-IDENTITY_UNIT_OBJS := $(OBJDIR)/identity.o $(OBJDIR)/tlssess.o $(OBJDIR)/tlsctx.o
+IDENTITY_UNIT_OBJS := $(OBJDIR)/identity.o $(OBJDIR)/tlssess.o $(OBJDIR)/tlsctx.o \
+	$(OBJDIR)/tlsclock.o
 
 $(TESTDIR)/check_identity_unit: test/check_identity_unit.c $(IDENTITY_UNIT_OBJS) \
 		$(MBEDTLS_LDLIBS)
@@ -265,12 +267,12 @@ $(FUZZDIR)/fuzz_allow: fuzz/fuzz_allow.c src/identity.c src/identity.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_allow.c src/identity.c
 
-$(FUZZDIR)/fuzz_san: fuzz/fuzz_san.c src/identity.c src/tlssess.c src/tlsctx.c \
+$(FUZZDIR)/fuzz_san: fuzz/fuzz_san.c src/identity.c src/tlssess.c src/tlsctx.c src/tlsclock.c \
 		src/identity.h src/tlssess.h src/tlsctx.h src/tlsctx_int.h \
 		$(MBEDTLS_LDLIBS) | $(MBEDTLS_DEP)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_san.c src/identity.c \
-		src/tlssess.c src/tlsctx.c $(MBEDTLS_LDLIBS)
+		src/tlssess.c src/tlsctx.c src/tlsclock.c $(MBEDTLS_LDLIBS)
 
 $(FUZZDIR)/fuzz_config: fuzz/fuzz_config.c src/config.c src/config.h
 	@mkdir -p $(@D)

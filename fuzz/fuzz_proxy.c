@@ -9,7 +9,8 @@
  *   36 bytes  source then destination: 16 address bytes, 2 port bytes
  *   1 byte    flags: 0x01 tls given, 0x02 version, 0x04 cipher, 0x08 cn,
  *             0x10 uri, 0x20 cert_verified, 0x40 make one string long
- *             (near 65535 bytes, to cross the TLV length limit)
+ *             (near 65535 bytes, to cross the TLV length limit),
+ *             0x80 resumed
  *   4 bytes   output sizes for v1 and v2 (16 bits each; taken modulo the
  *             full header length plus 8, so the boundaries get hit)
  *   rest      the TLS strings, split at bytes 0xff (a NUL ends a string
@@ -18,7 +19,7 @@
  * Each header goes into a heap buffer of exactly the fuzzed size (ASan sees
  * any write past it).  Invariants: the result is never longer than the
  * buffer; 0 exactly when the full header does not fit (or, for v2, a string
- * is too long for a TLV); a header that fits is the same bytes as with a
+ * is too long for a TLV or holds a control byte); a header that fits is the same bytes as with a
  * large buffer.  v1 is NUL-terminated, starts "PROXY ", ends with CRLF, is
  * at most 107 bytes, and parses back to the addresses and ports given (or is
  * "PROXY UNKNOWN\r\n").  v2 has the signature, version/command 0x21, the
@@ -284,7 +285,8 @@ check_v2(const struct sockaddr *src, const struct sockaddr *dst,
 		uint8_t want = PROXY_PP2_CLIENT_SSL, st;
 
 		if (t->cert_verified)
-			want |= PROXY_PP2_CLIENT_CERT_CONN |
+			want |= t->resumed ? PROXY_PP2_CLIENT_CERT_SESS :
+			    PROXY_PP2_CLIENT_CERT_CONN |
 			    PROXY_PP2_CLIENT_CERT_SESS;
 		check(slen >= 5, "v2 SSL TLV too short");
 		check(ssl[0] == want, "v2 SSL client byte");
@@ -314,7 +316,18 @@ check_v2(const struct sockaddr *src, const struct sockaddr *dst,
 	check(off == n, "v2: bytes after the last TLV");
 }
 
-/* A v2 header fits in 16 bits of length after the preamble. */
+/* ${s} (NULL: absent) holds a byte a TLV string must not carry. */
+static bool
+has_ctl(const char *s)
+{
+	for (; s != NULL && *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+			return true;
+	return false;
+}
+
+/* A v2 header fits in 16 bits of length after the preamble, and its
+ * strings carry no control bytes. */
 static bool
 v2_fits_u16(const struct proxy_tls *t, size_t addrlen)
 {
@@ -322,6 +335,9 @@ v2_fits_u16(const struct proxy_tls *t, size_t addrlen)
 
 	if (t == NULL || t->version == NULL)
 		return true;
+	if (has_ctl(t->version) || has_ctl(t->cipher) || has_ctl(t->cn) ||
+	    has_ctl(t->uri))
+		return false;
 	ssl = 5 + 3 + strlen(t->version) +
 	    (t->cipher ? 3 + strlen(t->cipher) : 0) +
 	    (t->cn ? 3 + strlen(t->cn) : 0);
@@ -367,6 +383,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tls.cn = flags & 0x08 ? strs[2] : NULL;
 	tls.uri = flags & 0x10 ? strs[3] : NULL;
 	tls.cert_verified = (flags & 0x20) != 0;
+	tls.resumed = (flags & 0x80) != 0;
 
 	/* v1: the full line, then into a buffer of the fuzzed size. */
 	full1 = proxy_v1((struct sockaddr *)&src, (struct sockaddr *)&dst,
@@ -393,10 +410,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    flags & 0x01 ? &tls : NULL, big, sizeof(big));
 	if (full2 == 0)
 		check((flags & 0x01) && !v2_fits_u16(&tls, addrlen),
-		    "v2 refused although it fits");
+		    "v2 refused although it fits and is clean");
 	else {
 		check((flags & 0x01) == 0 || v2_fits_u16(&tls, addrlen),
-		    "v2 accepted although a length exceeds 16 bits");
+		    "v2 accepted although a length exceeds 16 bits or a "
+		    "string holds a control byte");
 		check_v2((struct sockaddr *)&src, (struct sockaddr *)&dst,
 		    flags & 0x01 ? &tls : NULL, big, full2);
 	}

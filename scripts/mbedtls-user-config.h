@@ -65,4 +65,14 @@
 #define MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH
 #define MBEDTLS_SSL_MAX_FRAGMENT_LENGTH
 
+/*
+ * TLS 1.3 tickets carry their creation time and a resuming server compares
+ * it with the client's idea of the ticket's age (6 s of tolerance).
+ * mbedTLS's own clock is CLOCK_BOOTTIME, which differs between hosts: a
+ * ticket from one host would never resume on another sharing
+ * ticket_key_file.  tls-echod supplies mbedtls_ms_time() on the wall clock
+ * (src/tlsclock.c), which synchronised hosts agree on.
+ */
+#define MBEDTLS_PLATFORM_MS_TIME_ALT
+
 #endif /* TLS_ECHOD_MBEDTLS_CONFIG_H */

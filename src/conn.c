@@ -97,6 +97,7 @@ struct conn {
 	bool relaying;            /* the backend was reached (connect_ms set) */
 	const char *first_eof;    /* "client" or "backend": who ended first */
 	size_t discarded;         /* CONN_REFUSED: bytes dropped */
+	bool admitted;            /* admit() let the client in */
 	bool unauthenticated;     /* verify_client optional, no certificate */
 	char allowed_by[160];     /* the allow rule that admitted the client */
 	uint64_t id_key;          /* census key, 0: not counted */
@@ -705,7 +706,11 @@ enter_echo(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	return true;
 }
 
-/* The PROXY header goes first in the client -> backend direction. */
+/*
+ * The PROXY header goes first in the client -> backend direction.  False
+ * if it cannot be built (out of memory, or a name it cannot carry): the
+ * backend then gets nothing, never the client's bytes without the header.
+ */
 static bool
 queue_proxy_header(struct conn_set *set, struct conn *c)
 {
@@ -725,7 +730,7 @@ queue_proxy_header(struct conn_set *set, struct conn *c)
 	if (b->proxy == CFG_PROXY_V1) {
 		up->len = proxy_v1((struct sockaddr *)&c->peer_sa,
 		    (struct sockaddr *)&local, (char *)up->buf, CONN_BUF);
-		return true;
+		return up->len > 0;
 	}
 	tlssess_peer_cn(c->client.tls, cn, sizeof(cn));
 	tlssess_peer_uri(c->client.tls, uri, sizeof(uri));
@@ -734,9 +739,10 @@ queue_proxy_header(struct conn_set *set, struct conn *c)
 	t.cn = cn[0] ? cn : NULL;
 	t.uri = uri[0] ? uri : NULL;
 	t.cert_verified = !c->unauthenticated;
+	t.resumed = tlssess_resumed(c->client.tls) != 0;
 	up->len = proxy_v2((struct sockaddr *)&c->peer_sa,
 	    (struct sockaddr *)&local, &t, up->buf, CONN_BUF);
-	return true;
+	return up->len > 0;
 }
 
 static void
@@ -835,7 +841,8 @@ step_connecting(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	}
 	net_keepalive(c->backend.fd);
 	if (!queue_proxy_header(set, c)) {
-		finish(c, now_ms, "io-error", "out of memory");
+		finish(c, now_ms, "io-error", "cannot build the PROXY header "
+		    "(out of memory, or a client name it cannot carry)");
 		return;
 	}
 	c->state = CONN_PROXY;
@@ -1013,15 +1020,30 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	enum tls_io r = tlssess_handshake(c->client.tls);
 	struct tls_refusal why;
 
-	switch (r) {
-	case TLS_IO_OK:
+	/*
+	 * Admission comes before the session tickets: a client refused for
+	 * any reason leaves without anything that resumes.  The rest of the
+	 * handshake (tickets, and our Finished in a full TLS 1.2 handshake)
+	 * follows only for an admitted client.
+	 */
+	if (r == TLS_IO_AUTHENTICATED && !c->admitted) {
 		if (!admit(set, c, now_ms, &why)) {
 			log_refusal(c, now_ms, &why);
 			tlssess_deny(c->client.tls, why.token);
 			enter_refused(set, c, now_ms);
 			return;
 		}
+		c->admitted = true;
 		tlssess_admitted(c->client.tls);
+		r = tlssess_handshake(c->client.tls);
+	}
+	switch (r) {
+	case TLS_IO_OK:
+		if (!c->admitted) { /* tlssess always asks first */
+			finish(c, now_ms, "tls-error", "handshake ended "
+			    "without an admission decision");
+			return;
+		}
 		c->ndirs = c->l->cfg->mode == CFG_MODE_RELAY ? 2 : 1;
 		if (c->l->cfg->mode == CFG_MODE_RELAY) {
 			start_connect(set, c, now_ms);
@@ -1042,9 +1064,15 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 		    EPOLLOUT) == 0)
 			return;
 		break;
+	case TLS_IO_AUTHENTICATED: /* only once: a second time is a bug */
 	case TLS_IO_EOF:
 	case TLS_IO_ERROR:
 		break;
+	}
+	if (c->admitted) {
+		/* Admitted, then lost while we finished the handshake. */
+		fail_side(c, &c->client, now_ms);
+		return;
 	}
 	tlssess_refusal(c->client.tls, &why);
 	log_refusal(c, now_ms, &why);

@@ -84,8 +84,11 @@ put_u16(struct out *o, size_t v)
 static void
 put_tlv(struct out *o, uint8_t type, const char *s)
 {
-	size_t n = strlen(s);
+	size_t n = strlen(s), i;
 
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+			o->bad = 1;
 	put_u8(o, type);
 	put_u16(o, n);
 	put(o, s, n);
@@ -111,11 +114,12 @@ put_ssl_tlv(struct out *o, const struct proxy_tls *t)
 	/* verify: 0 when the client presented a certificate that verified */
 	uint8_t verify[4] = { 0, 0, 0, t->cert_verified ? 0 : 1 };
 
-	/* Presented on this connection, and so in this session (no
-	 * resumption): both, as HAProxy sends for a full handshake. */
+	/* A full handshake: presented on this connection, and so in its
+	 * session (both, as HAProxy sends); a resumed one: in the session
+	 * only (the client proved its key when the session was made). */
 	if (t->cert_verified)
-		client |= PROXY_PP2_CLIENT_CERT_CONN |
-		    PROXY_PP2_CLIENT_CERT_SESS;
+		client |= t->resumed ? PROXY_PP2_CLIENT_CERT_SESS :
+		    PROXY_PP2_CLIENT_CERT_CONN | PROXY_PP2_CLIENT_CERT_SESS;
 	put_u8(o, PROXY_PP2_TYPE_SSL);
 	lenpos = o->off;
 	put_u16(o, 0);

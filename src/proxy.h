@@ -31,6 +31,7 @@ struct proxy_tls {
 	const char *cn;      /* client certificate CN, or NULL */
 	const char *uri;     /* first URI SAN, or NULL */
 	int cert_verified;   /* a client certificate was presented and verified */
+	int resumed;         /* ... in the session this connection resumed */
 };
 
 /**
@@ -45,7 +46,9 @@ size_t proxy_v1(const struct sockaddr *src, const struct sockaddr *dst,
  * proxy_v2(src, dst, tls, buf, len):
  * Write a v2 PROXY header with ${tls}'s TLVs (${tls} may be NULL) into
  * ${buf}.  Unknown address families are sent as UNSPEC.  Returns its length,
- * or 0 if ${len} is too small or a string is too long for a TLV.
+ * or 0 if ${len} is too small, a string is too long for a TLV, or a string
+ * holds a control byte (NUL included): a backend never gets a name cut
+ * short or carrying something else.
  */
 size_t proxy_v2(const struct sockaddr *src, const struct sockaddr *dst,
     const struct proxy_tls *tls, uint8_t *buf, size_t len);

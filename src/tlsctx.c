@@ -5,6 +5,7 @@
 #include "tlsctx_int.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@
 #if !defined(MBEDTLS_SSL_PROTO_TLS1_3) || !defined(MBEDTLS_SSL_PROTO_TLS1_2)
 #error "tls-echod needs mbedTLS with TLS 1.2 and TLS 1.3"
 #endif
+
+/* tlsctx_int.h's crl_ca entries. */
+enum { CRL_NA, CRL_TRUSTED, CRL_UNTRUSTED };
 
 /* One generator per process: the master's, then each worker's own. */
 static mbedtls_entropy_context entropy;
@@ -449,6 +453,71 @@ setup_groups(const struct cfg_listener *li, struct tlsctx *t, char *err,
 }
 
 /*
+ * mbedTLS's x509_string_cmp and x509_name_cmp (static there): DNs are equal
+ * if every attribute has the same type and the same value, UTF8String and
+ * PrintableString values compared without ASCII case.
+ */
+static bool
+dn_string_eq(const mbedtls_x509_buf *a, const mbedtls_x509_buf *b)
+{
+	size_t i;
+
+	if (a->tag == b->tag && a->len == b->len &&
+	    memcmp(a->p, b->p, b->len) == 0)
+		return true;
+	if ((a->tag != MBEDTLS_ASN1_UTF8_STRING &&
+	    a->tag != MBEDTLS_ASN1_PRINTABLE_STRING) ||
+	    (b->tag != MBEDTLS_ASN1_UTF8_STRING &&
+	    b->tag != MBEDTLS_ASN1_PRINTABLE_STRING) || a->len != b->len)
+		return false;
+	for (i = 0; i < a->len; i++) {
+		unsigned char x = a->p[i], y = b->p[i];
+
+		if (x == y)
+			continue;
+		if ((x ^ y) != 32 || !((x >= 'a' && x <= 'z') ||
+		    (x >= 'A' && x <= 'Z')))
+			return false;
+	}
+	return true;
+}
+
+static bool
+dn_eq(const mbedtls_x509_name *a, const mbedtls_x509_name *b)
+{
+	while (a != NULL || b != NULL) {
+		if (a == NULL || b == NULL ||
+		    a->oid.tag != b->oid.tag || a->oid.len != b->oid.len ||
+		    memcmp(a->oid.p, b->oid.p, a->oid.len) != 0 ||
+		    !dn_string_eq(&a->val, &b->val) ||
+		    a->MBEDTLS_PRIVATE(next_merged) !=
+		    b->MBEDTLS_PRIVATE(next_merged))
+			return false;
+		a = a->next;
+		b = b->next;
+	}
+	return true;
+}
+
+/* ${ca}'s key verifies ${crl}'s signature. */
+static bool
+crl_signed_by(const mbedtls_x509_crl *crl, mbedtls_x509_crt *ca)
+{
+	/* No public API verifies a CRL's signature alone in 3.6; these
+	 * fields are stable within the LTS. */
+	mbedtls_md_type_t mdt = crl->MBEDTLS_PRIVATE(sig_md);
+	const mbedtls_md_info_t *md = mbedtls_md_info_from_type(mdt);
+	unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+
+	if (md == NULL || mbedtls_md(md, crl->tbs.p, crl->tbs.len, hash) != 0)
+		return false;
+	return mbedtls_pk_verify_ext(crl->MBEDTLS_PRIVATE(sig_pk),
+	    crl->MBEDTLS_PRIVATE(sig_opts), &ca->pk, mdt,
+	    hash, mbedtls_md_get_size(md), crl->MBEDTLS_PRIVATE(sig).p,
+	    crl->MBEDTLS_PRIVATE(sig).len) == 0;
+}
+
+/*
  * A CRL whose issuer is a CA of tls.ca must carry that CA's signature (or
  * it would silently never apply); one from another issuer may belong to an
  * intermediate that clients send, and is kept as it is.  Returns 0, or -1
@@ -462,24 +531,12 @@ check_crl(const mbedtls_x509_crl *crl, mbedtls_x509_crt *cas, char *why,
 	int named = 0;
 
 	for (ca = cas; ca != NULL && ca->raw.len > 0; ca = ca->next) {
-		/* No public API verifies a CRL's signature alone in 3.6; these
-		 * fields are stable within the LTS. */
-		mbedtls_md_type_t mdt = crl->MBEDTLS_PRIVATE(sig_md);
-		const mbedtls_md_info_t *md = mbedtls_md_info_from_type(mdt);
-		unsigned char hash[MBEDTLS_MD_MAX_SIZE];
-
 		if (ca->subject_raw.len != crl->issuer_raw.len ||
 		    memcmp(ca->subject_raw.p, crl->issuer_raw.p,
 		    crl->issuer_raw.len) != 0)
 			continue;
 		named = 1;
-		if (md == NULL || mbedtls_md(md, crl->tbs.p, crl->tbs.len,
-		    hash) != 0)
-			continue;
-		if (mbedtls_pk_verify_ext(crl->MBEDTLS_PRIVATE(sig_pk),
-		    crl->MBEDTLS_PRIVATE(sig_opts), &ca->pk,
-		    mdt, hash, mbedtls_md_get_size(md), crl->MBEDTLS_PRIVATE(sig).p,
-		    crl->MBEDTLS_PRIVATE(sig).len) == 0)
+		if (crl_signed_by(crl, ca))
 			return 0;
 	}
 	if (named) {
@@ -544,6 +601,147 @@ load_crls(const struct cfg *c, const struct cfg_listener *li,
  * bytes, so `openssl rand -base64 48` will do), else fresh random bytes,
  * so a reload rotates it.  Shared by every worker through fork.
  */
+static void
+policy_u32(mbedtls_sha256_context *h, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)(v >> 24),
+	    (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+	    (unsigned char)v };
+
+	(void)mbedtls_sha256_update(h, b, sizeof(b));
+}
+
+/*
+ * What a ticket is bound to besides its listener: every trust setting that
+ * a resumption cannot re-check cheaply.  The CA certificates (in order),
+ * verify_client, verify_depth and min_version: change any of them and the
+ * keys change, so no older ticket opens.  CRLs, expiry, the allow-list and
+ * the identity limit are not in it: they are checked again on every
+ * resumption (tlssess_ticket_parse, conn's admission).
+ */
+static int
+setup_policy(const struct cfg_listener *li, struct tlsctx *t)
+{
+	static const char tag[] = "tls-echod trust policy v1";
+	const mbedtls_x509_crt *crt;
+	mbedtls_sha256_context h;
+	size_t i = 0;
+	int ret = 0;
+
+	for (crt = &t->ca; crt != NULL && crt->raw.len > 0; crt = crt->next)
+		t->nca++;
+	if ((t->ca_sha256 = calloc(t->nca, sizeof(*t->ca_sha256))) == NULL)
+		return -1;
+	mbedtls_sha256_init(&h);
+	if (mbedtls_sha256_starts(&h, 0) != 0)
+		ret = -1;
+	(void)mbedtls_sha256_update(&h, (const unsigned char *)tag,
+	    sizeof(tag));
+	policy_u32(&h, li->verify_optional ? 1 : 0);
+	policy_u32(&h, li->verify_depth);
+	policy_u32(&h, (uint32_t)li->min_version);
+	policy_u32(&h, (uint32_t)t->nca);
+	for (crt = &t->ca; crt != NULL && crt->raw.len > 0; crt = crt->next) {
+		if (mbedtls_sha256(crt->raw.p, crt->raw.len, t->ca_sha256[i++],
+		    0) != 0)
+			ret = -1;
+		policy_u32(&h, (uint32_t)crt->raw.len);
+		(void)mbedtls_sha256_update(&h, crt->raw.p, crt->raw.len);
+	}
+	if (mbedtls_sha256_finish(&h, t->policy) != 0)
+		ret = -1;
+	mbedtls_sha256_free(&h);
+	return ret;
+}
+
+/*
+ * Would mbedTLS's chain verification take ${crl} as the word of ${ca}, whose
+ * name it carries: the CA may sign CRLs and its key signed this one.
+ */
+static bool
+crl_trusted(const mbedtls_x509_crl *crl, mbedtls_x509_crt *ca)
+{
+	return mbedtls_x509_crt_check_key_usage(ca,
+	    MBEDTLS_X509_KU_CRL_SIGN) == 0 && crl_signed_by(crl, ca);
+}
+
+/* The CRL/CA table of tlsctx_crl_check: the signatures are checked once. */
+static int
+setup_crl_table(struct tlsctx *t)
+{
+	const mbedtls_x509_crl *crl;
+	mbedtls_x509_crt *ca;
+	size_t i = 0, j;
+
+	for (crl = t->has_crl ? &t->crl : NULL; crl != NULL; crl = crl->next)
+		t->ncrl++;
+	if (t->ncrl == 0)
+		return 0;
+	if ((t->crl_ca = calloc(t->ncrl, t->nca)) == NULL)
+		return -1;
+	for (crl = &t->crl; crl != NULL; crl = crl->next, i++)
+		for (ca = &t->ca, j = 0; j < t->nca; ca = ca->next, j++) {
+			if (crl->version == 0 ||
+			    !dn_eq(&crl->issuer, &ca->subject))
+				t->crl_ca[i * t->nca + j] = CRL_NA;
+			else
+				t->crl_ca[i * t->nca + j] = crl_trusted(crl,
+				    ca) ? CRL_TRUSTED : CRL_UNTRUSTED;
+		}
+	return 0;
+}
+
+enum tlsctx_crl
+tlsctx_crl_check(const struct tlsctx *t, const mbedtls_x509_crt *child,
+    mbedtls_x509_crt *parent, int *stale)
+{
+	const mbedtls_x509_crl *crl;
+	const mbedtls_x509_crt *ca;
+	size_t i, j;
+
+	/* Is the parent one of our CAs (its verdicts are in the table)? */
+	for (ca = &t->ca, j = 0; j < t->nca && ca != parent; ca = ca->next)
+		j++;
+	for (crl = t->ncrl > 0 ? &t->crl : NULL, i = 0; crl != NULL;
+	    crl = crl->next, i++) {
+		int v;
+
+		if (j < t->nca)
+			v = t->crl_ca[i * t->nca + j];
+		else if (crl->version == 0 || !dn_eq(&crl->issuer,
+		    &parent->subject))
+			v = CRL_NA;
+		else	/* an intermediate the client sent: rare, and costly */
+			v = crl_trusted(crl, parent) ? CRL_TRUSTED :
+			    CRL_UNTRUSTED;
+		if (v == CRL_NA)
+			continue;
+		if (v == CRL_UNTRUSTED ||
+		    mbedtls_x509_time_is_future(&crl->this_update))
+			return TLSCTX_CRL_UNTRUSTED;
+		if (mbedtls_x509_time_is_past(&crl->next_update)) {
+			if (t->crl_stale_refuse)
+				return TLSCTX_CRL_STALE;
+			*stale = 1;
+		}
+		if (mbedtls_x509_crt_is_revoked(child, crl))
+			return TLSCTX_CRL_REVOKED;
+	}
+	return TLSCTX_CRL_OK;
+}
+
+mbedtls_x509_crt *
+tlsctx_ca_by_hash(struct tlsctx *t, const uint8_t sha256[32])
+{
+	mbedtls_x509_crt *crt = &t->ca;
+	size_t i;
+
+	for (i = 0; i < t->nca && crt != NULL; i++, crt = crt->next)
+		if (memcmp(t->ca_sha256[i], sha256, 32) == 0)
+			return crt;
+	return NULL;
+}
+
 static int
 setup_tickets(const struct cfg *c, const struct cfg_listener *li,
     struct tlsctx *t, char *err, size_t errlen)
@@ -552,8 +750,11 @@ setup_tickets(const struct cfg *c, const struct cfg_listener *li,
 		return 0;
 	t->tickets = 1;
 	t->ticket_lifetime = c->ticket_lifetime_s;
-	snprintf(t->ticket_label, sizeof(t->ticket_label),
-	    "tls-echod ticket %s", li->name);
+	if ((t->ticket_name = strdup(li->name)) == NULL ||
+	    setup_policy(li, t) != 0 || setup_crl_table(t) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	if (c->ticket_key_file.path != NULL) {
 		unsigned char buf[4096];
 		size_t n;
@@ -825,6 +1026,9 @@ tlsctx_free(struct tlsctx *t)
 	free(t->ca_path);
 	free(t->cert_path);
 	free(t->crl_path);
+	free(t->ticket_name);
+	free(t->ca_sha256);
+	free(t->crl_ca);
 	mbedtls_x509_crl_free(&t->crl);
 	free(t->suites);
 	free(t->groups);

@@ -32,6 +32,31 @@ struct leaf_text {
 /* A field of ${s}'s leaf_text, "" if there is none. */
 #define LEAF(s, f) ((s)->leaf != NULL ? (s)->leaf->f : "")
 
+/* Certificates in a verified chain we keep track of: the leaf, up to 8
+ * intermediates (MBEDTLS_X509_MAX_INTERMEDIATE_CA) and the CA. */
+#define TLSSESS_CHAIN_MAX 12
+
+/*
+ * A client as one of our tickets describes it: the verified chain (leaf
+ * first, the CA itself left out unless the leaf is the CA) and the
+ * SHA-256 of the CA it chained to.  auth 0: no certificate.
+ */
+struct ticket_peer {
+	mbedtls_x509_crt chain;
+	uint8_t anchor[32];
+	int auth;
+	int crl_stale;  /* a CRL past its nextUpdate was consulted */
+};
+
+static void
+ticket_peer_free(struct ticket_peer *p)
+{
+	if (p == NULL)
+		return;
+	mbedtls_x509_crt_free(&p->chain);
+	free(p);
+}
+
 /* Bytes one small read may fetch ahead: a 64-byte message's record and
  * its header come in one recv(); a 16 KiB record costs no more calls. */
 #define TLSSESS_READAHEAD 256
@@ -48,14 +73,28 @@ struct tlssess {
 	/* The client's leaf certificate as the verify callback saw it. */
 	int leaf_seen;
 	int depth_exceeded;    /* longer chain than verify_depth allows */
-	int resumed;           /* the handshake used one of our tickets */
+	int resumed;           /* mbedTLS resumed one of our tickets */
 	int write_pending;     /* a record waits in mbedTLS's output buffer */
 	int notified;          /* our close_notify is out */
-	mbedtls_x509_crt *resumed_crt; /* the client's certificate, from the
-	                                  ticket (TLS 1.3 sessions lack it) */
-	unsigned char *leaf_der; /* the client's certificate as it came, for
-	                            the tickets we issue (tickets on only) */
-	size_t leaf_len;
+	int server;            /* a client's session (not one to a backend) */
+	/*
+	 * Admission comes before tickets: the handshake stops once the
+	 * client has proven itself (its Finished verified) and before we
+	 * send any ticket, until conn has decided (AUTHN_DECIDING); only an
+	 * admitted client's handshake goes on to issue them.
+	 */
+	enum { AUTHN_HANDSHAKE, AUTHN_DECIDING, AUTHN_ADMITTED } authn;
+	int full_hs;           /* we sent our certificate: not a resumption */
+	/* The chain the verify callback saw, leaf first: pointers into the
+	 * session's peer certificates and our CAs, valid while ssl lives. */
+	const mbedtls_x509_crt *vchain[TLSSESS_CHAIN_MAX];
+	unsigned vlen;
+	int vchain_bad;        /* longer than TLSSESS_CHAIN_MAX */
+	struct ticket_peer *pending; /* the last ticket our parse callback
+	                                accepted, until mbedTLS resumes it */
+	struct ticket_peer *resumed_peer; /* what the resumed ticket carried */
+	const mbedtls_x509_crt *peer; /* the authenticated client's
+	                                 certificate; NULL: none */
 	int crl_stale;         /* a CRL past its nextUpdate was consulted */
 	int leaf_issuer_known; /* issuer DN equals one of our CAs' subjects */
 	struct leaf_text *leaf; /* for refusal messages; freed on admission */
@@ -75,15 +114,15 @@ struct tlssess {
  */
 static struct tlssess *current;
 
-/* The verified client certificate: from the handshake, or from our ticket. */
+/*
+ * The authenticated client certificate: verified in this handshake, or
+ * carried by the ticket it resumed (and checked again then); NULL before
+ * the handshake has settled who the client is, or if it has none.
+ */
 static const mbedtls_x509_crt *
 tlssess_peer_crt(const struct tlssess *s)
 {
-	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
-
-	if (crt == NULL && s->resumed_crt != NULL)
-		crt = s->resumed_crt;
-	return crt;
+	return s->peer;
 }
 
 static int
@@ -187,14 +226,17 @@ sess_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 		if (!s->ctx->crl_stale_refuse)
 			*flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
 	}
+	/* mbedTLS calls us once per certificate of the chain it built, CA
+	 * first; a ticket carries that chain. */
+	if (depth >= 0 && depth < TLSSESS_CHAIN_MAX) {
+		s->vchain[depth] = crt;
+		if ((unsigned)depth >= s->vlen)
+			s->vlen = (unsigned)depth + 1;
+	} else
+		s->vchain_bad = 1;
 	if (depth != 0)
 		return 0;
 	s->leaf_seen = 1;
-	if (s->ctx->tickets && s->leaf_der == NULL &&
-	    (s->leaf_der = malloc(crt->raw.len)) != NULL) {
-		memcpy(s->leaf_der, crt->raw.p, crt->raw.len);
-		s->leaf_len = crt->raw.len;
-	}
 	/* Out of memory only costs the words of a refusal message. */
 	if (s->leaf == NULL)
 		s->leaf = calloc(1, sizeof(*s->leaf));
@@ -226,6 +268,8 @@ tlssess_new(struct tlsctx *t, int fd)
 	s->trusted = &t->ca;
 	s->fd = fd;
 	s->first_byte = -1;
+	s->server = 1;
+	s->authn = AUTHN_HANDSHAKE;
 	mbedtls_ssl_init(&s->ssl);
 	if (mbedtls_ssl_setup(&s->ssl, &t->conf) != 0) {
 		mbedtls_ssl_free(&s->ssl);
@@ -248,6 +292,7 @@ tlssess_new_client(struct tlsctx *t, int fd)
 	s->trusted = &t->bca;
 	s->fd = fd;
 	s->first_byte = -1;
+	s->authn = AUTHN_ADMITTED; /* we are the client: nothing to decide */
 	mbedtls_ssl_init(&s->ssl);
 	if (mbedtls_ssl_setup(&s->ssl, &t->bconf) != 0 ||
 	    mbedtls_ssl_set_hostname(&s->ssl, t->bname) != 0) {
@@ -310,11 +355,8 @@ tlssess_free(struct tlssess *s)
 	if (s == NULL)
 		return;
 	mbedtls_ssl_free(&s->ssl); /* zeroizes session keys */
-	if (s->resumed_crt != NULL) {
-		mbedtls_x509_crt_free(s->resumed_crt);
-		free(s->resumed_crt);
-	}
-	free(s->leaf_der);
+	ticket_peer_free(s->pending);
+	ticket_peer_free(s->resumed_peer);
 	free(s->leaf);
 	if (current == s)
 		current = NULL;
@@ -341,37 +383,93 @@ io_result(struct tlssess *s, int ret)
 }
 
 /*
- * Run handshake steps until the handshake is over, it waits for the
- * socket, or it has used a slice of time: 0 then means "yield".  The
- * expensive steps (ECDHE with signing, verifying the client's chain,
- * verifying its CertificateVerify) are ~0.2-0.7 ms each; mbedtls_ssl_
- * handshake() would run them back to back for up to ~1.5 ms while the
- * worker's other connections wait.
+ * Handshake steps run in slices: the expensive ones (ECDHE with signing,
+ * verifying the client's chain, verifying its CertificateVerify) are
+ * ~0.2-0.7 ms each; mbedtls_ssl_handshake() would run them back to back
+ * for up to ~1.5 ms while the worker's other connections wait.
  */
 #define TLSSESS_SLICE_US 200
+/* handshake_slice's results besides 0 (over) and mbedTLS's errors (< 0). */
+#define SLICE_YIELD 1   /* used its time; more to do */
+#define SLICE_DECIDE 2  /* the client is authenticated: admit or refuse */
 
+/*
+ * The client has proven itself: settle who it is.  mbedTLS resumed a
+ * session if and only if we did not send our certificate; it resumed the
+ * last ticket our parse callback accepted (it tries a client's tickets in
+ * order and stops at the first it accepts).  Only now does a ticket's
+ * identity take effect: one that mbedTLS turned down (on age, key exchange
+ * mode, ...) leaves a full handshake that stands on its own.
+ */
+static int
+settle(struct tlssess *s)
+{
+	if (!s->full_hs) {
+		if (s->pending == NULL)
+			return MBEDTLS_ERR_SSL_INTERNAL_ERROR; /* no such path */
+		s->resumed_peer = s->pending; /* ownership moves */
+		s->pending = NULL;
+		s->resumed = 1;
+		s->peer = s->resumed_peer->auth ? &s->resumed_peer->chain : NULL;
+		s->crl_stale = s->resumed_peer->crl_stale;
+		return 0;
+	}
+	ticket_peer_free(s->pending);
+	s->pending = NULL;
+	if (s->vlen > 0 && s->vchain[0] != NULL &&
+	    mbedtls_ssl_get_verify_result(&s->ssl) == 0)
+		s->peer = s->vchain[0];
+	return 0;
+}
+
+/*
+ * Run handshake steps until the handshake is over (0), it waits for the
+ * socket (an mbedTLS WANT_*), it has used a slice of time (SLICE_YIELD) or
+ * the client is authenticated and admission must be decided before any
+ * ticket goes out (SLICE_DECIDE).  mbedTLS's state is read directly: no
+ * public API tells which step comes next, and the states are part of its
+ * public enum.
+ */
 static int
 handshake_slice(struct tlssess *s)
 {
 	struct timespec t0, t;
-	int ret;
+	int ret, state;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!mbedtls_ssl_is_handshake_over(&s->ssl)) {
+	for (;;) {
+		state = s->ssl.MBEDTLS_PRIVATE(state);
+		if (s->authn == AUTHN_DECIDING)
+			return SLICE_DECIDE;
+		if (state == MBEDTLS_SSL_HANDSHAKE_OVER)
+			return 0;
+		if (state == MBEDTLS_SSL_SERVER_CERTIFICATE)
+			s->full_hs = 1;
 		if ((ret = mbedtls_ssl_handshake_step(&s->ssl)) != 0)
 			return ret;
+		/*
+		 * The decision point.  TLS 1.2: after the client's Finished,
+		 * before our NewSessionTicket (and our ChangeCipherSpec and
+		 * Finished) in a full handshake, before the wrap-up in a
+		 * resumed one.  TLS 1.3: after the wrap-up that follows the
+		 * client's Finished (application keys in place, so an alert
+		 * is one the client can read), before NewSessionTickets.
+		 */
+		if (s->authn == AUTHN_HANDSHAKE &&
+		    s->ssl.MBEDTLS_PRIVATE(state) != state &&
+		    state == (mbedtls_ssl_get_version_number(&s->ssl) ==
+		    MBEDTLS_SSL_VERSION_TLS1_3 ? MBEDTLS_SSL_HANDSHAKE_WRAPUP :
+		    MBEDTLS_SSL_CLIENT_FINISHED)) {
+			if ((ret = settle(s)) != 0)
+				return ret;
+			s->authn = AUTHN_DECIDING;
+			return SLICE_DECIDE;
+		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if ((t.tv_sec - t0.tv_sec) * 1000000L +
 		    (t.tv_nsec - t0.tv_nsec) / 1000 >= TLSSESS_SLICE_US)
-			return 0;
+			return SLICE_YIELD;
 	}
-	/*
-	 * "Over" includes TLS 1.3's NewSessionTicket states, which come
-	 * after HANDSHAKE_OVER in mbedTLS's numbering: mbedtls_ssl_handshake()
-	 * runs until the state is exactly over, issuing our tickets while the
-	 * client certificate is still at hand (symmetric crypto only).
-	 */
-	return mbedtls_ssl_handshake(&s->ssl);
 }
 
 enum tls_io
@@ -383,9 +481,11 @@ tlssess_handshake(struct tlssess *s)
 	ret = handshake_slice(s);
 	current = NULL;
 	if (ret == 0)
-		return mbedtls_ssl_is_handshake_over(&s->ssl) ? TLS_IO_OK :
-		    TLS_IO_YIELD;
-	/* (mbedtls_ssl_handshake() returned 0: exactly over.) */
+		return TLS_IO_OK;
+	if (ret == SLICE_YIELD)
+		return TLS_IO_YIELD;
+	if (ret == SLICE_DECIDE)
+		return TLS_IO_AUTHENTICATED;
 	if (ret == MBEDTLS_ERR_SSL_CONN_EOF ||
 	    ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
 		s->last_ret = ret; /* during a handshake, EOF is a refusal */
@@ -409,6 +509,10 @@ tlssess_read(struct tlssess *s, void *buf, size_t len, size_t *ret_n)
 {
 	int ret;
 
+	if (s->authn != AUTHN_ADMITTED) { /* a caller's bug: fail closed */
+		s->last_ret = MBEDTLS_ERR_SSL_BAD_INPUT_DATA;
+		return TLS_IO_ERROR;
+	}
 	current = s;
 	ret = mbedtls_ssl_read(&s->ssl, buf, len);
 	current = NULL;
@@ -427,6 +531,10 @@ tlssess_write(struct tlssess *s, const void *buf, size_t len, size_t *ret_n)
 {
 	int ret;
 
+	if (s->authn != AUTHN_ADMITTED) { /* a caller's bug: fail closed */
+		s->last_ret = MBEDTLS_ERR_SSL_BAD_INPUT_DATA;
+		return TLS_IO_ERROR;
+	}
 	current = s;
 	ret = mbedtls_ssl_write(&s->ssl, buf, len);
 	current = NULL;
@@ -448,13 +556,8 @@ tlssess_admitted(struct tlssess *s)
 {
 	free(s->leaf);
 	s->leaf = NULL;
-	/* Our tickets were issued inside the handshake; none come later. */
-	if (s->leaf_der != NULL) {
-		mbedtls_platform_zeroize(s->leaf_der, s->leaf_len);
-		free(s->leaf_der);
-		s->leaf_der = NULL;
-		s->leaf_len = 0;
-	}
+	if (s->authn == AUTHN_DECIDING)
+		s->authn = AUTHN_ADMITTED;
 }
 
 void
@@ -761,11 +864,19 @@ tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len)
 		if (mbedtls_x509_parse_subject_alt_name(&san->buf, &name) != 0)
 			continue;
 		if (name.type == MBEDTLS_X509_SAN_UNIFORM_RESOURCE_IDENTIFIER) {
-			size_t k = name.san.unstructured_name.len < len - 1 ?
-			    name.san.unstructured_name.len : len - 1;
+			const unsigned char *u = name.san.unstructured_name.p;
+			size_t k = name.san.unstructured_name.len, i;
 
-			memcpy(buf, name.san.unstructured_name.p, k);
-			buf[k] = '\0';
+			/* A URI is printable ASCII without spaces (RFC 3986):
+			 * one with a NUL or a control byte, or too long to
+			 * give whole, is no identity to pass on (cut at the
+			 * NUL, "spiffe://a\0..." would read "spiffe://a"). */
+			for (i = 0; i < k && u[i] > 0x20 && u[i] < 0x7f; i++)
+				;
+			if (i == k && k < len) {
+				memcpy(buf, u, k);
+				buf[k] = '\0';
+			}
 			mbedtls_x509_free_subject_alt_name(&name);
 			return;
 		}
@@ -778,9 +889,10 @@ tlssess_client_verified(const struct tlssess *s, struct tls_refusal *r)
 {
 	uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
 
-	/* Resumed: verified when the ticket was made, re-checked when read. */
+	/* Resumed: verified when the ticket was made, re-checked when read;
+	 * a ticket without a certificate resumes an unauthenticated client. */
 	if (s->resumed)
-		return s->resumed_crt != NULL || flags == 0 ? 1 : 0;
+		return s->peer != NULL ? 1 : 0;
 	if (flags == 0)
 		return 1;
 	if (flags == MBEDTLS_X509_BADCERT_MISSING)
@@ -1007,17 +1119,33 @@ tlssess_deny(struct tlssess *s, const char *token)
 
 /*
  * Session tickets.  A ticket is
- *   version (1) | period (4) | nonce (12) | AES-256-GCM(state) | tag (16)
- * where state = len (2) | mbedtls session | len (2) | client certificate,
- * and the key of a period is HMAC-SHA256(secret, label | period): every
- * worker derives the same keys with no coordination, a ticket is accepted
- * in the period it was made and the next, and the certificate travels
- * with the session (TLS 1.3 sessions in mbedTLS 3.6 drop it), so a resumed
- * client is checked like a new one.
+ *   header: version (1) | TLS minor version (1) | period (4) | nonce (12)
+ *   AES-256-GCM(state) | tag (16), the header as additional data
+ * where state = len (2) | mbedTLS session | flags (1) and, for a client
+ * with a certificate (flag TICKET_AUTH): the SHA-256 of the CA its chain
+ * ended at (32) | count (1) | count x (len (2) | DER), the verified chain
+ * leaf first, without the CA (unless the leaf is the CA).
+ *
+ * The key of a period is HMAC-SHA256(secret, "tls-echod ticket v2" | len
+ * (2) | listener name | trust policy digest | period): every worker (and
+ * host, with ticket_key_file) derives the same keys with no coordination;
+ * a ticket opens only on the listener that issued it, under the same CAs,
+ * verify_client, verify_depth and min_version; it is accepted in the
+ * period it was made and the next.  The header binds the protocol version:
+ * a TLS 1.3 session never resumes as TLS 1.2 or the other way round.
+ *
+ * On resumption, what can change under the same trust policy is checked
+ * again as a full handshake would: expiry of every certificate of the
+ * chain and of the CA, and every CRL of every issuer in the chain (with
+ * tls.crl_stale); the allow-list and identity limit follow in conn, as for
+ * everyone.  Signatures are not verified again: the CA set that verified
+ * them is bound into the key.
  */
-#define TICKET_VERSION 1
-#define TICKET_HDR (1 + 4 + 12)
+#define TICKET_VERSION 2
+#define TICKET_HDR (1 + 1 + 4 + 12)
+#define TICKET_IV 6
 #define TICKET_TAG 16
+#define TICKET_AUTH 0x01
 
 static uint32_t
 ticket_period(const struct tlsctx *t)
@@ -1028,16 +1156,35 @@ ticket_period(const struct tlsctx *t)
 static int
 ticket_key(const struct tlsctx *t, uint32_t period, unsigned char key[32])
 {
-	unsigned char msg[96];
-	size_t n = strlen(t->ticket_label);
+	static const char label[] = "tls-echod ticket v2";
+	size_t n = strlen(t->ticket_name);
+	unsigned char len[2] = { (unsigned char)(n >> 8), (unsigned char)n };
+	unsigned char per[4] = { (unsigned char)(period >> 24),
+	    (unsigned char)(period >> 16), (unsigned char)(period >> 8),
+	    (unsigned char)period };
+	mbedtls_md_context_t md;
+	int ret;
 
-	memcpy(msg, t->ticket_label, n);
-	msg[n] = (unsigned char)(period >> 24);
-	msg[n + 1] = (unsigned char)(period >> 16);
-	msg[n + 2] = (unsigned char)(period >> 8);
-	msg[n + 3] = (unsigned char)period;
-	return mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
-	    t->ticket_secret, sizeof(t->ticket_secret), msg, n + 4, key);
+	/* Listener names are short (config bounds them); the whole name goes
+	 * in, length first, so no two names derive the same keys. */
+	if (n > 0xffff)
+		return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+	mbedtls_md_init(&md);
+	if ((ret = mbedtls_md_setup(&md,
+	    mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 1)) == 0 &&
+	    (ret = mbedtls_md_hmac_starts(&md, t->ticket_secret,
+	    sizeof(t->ticket_secret))) == 0 &&
+	    (ret = mbedtls_md_hmac_update(&md, (const unsigned char *)label,
+	    sizeof(label))) == 0 &&
+	    (ret = mbedtls_md_hmac_update(&md, len, sizeof(len))) == 0 &&
+	    (ret = mbedtls_md_hmac_update(&md,
+	    (const unsigned char *)t->ticket_name, n)) == 0 &&
+	    (ret = mbedtls_md_hmac_update(&md, t->policy,
+	    sizeof(t->policy))) == 0 &&
+	    (ret = mbedtls_md_hmac_update(&md, per, sizeof(per))) == 0)
+		ret = mbedtls_md_hmac_finish(&md, key);
+	mbedtls_md_free(&md);
+	return ret;
 }
 
 static int
@@ -1055,13 +1202,59 @@ ticket_gcm(const struct tlsctx *t, uint32_t period, int encrypt,
 	ret = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, 256);
 	if (ret == 0 && encrypt)
 		ret = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, len,
-		    hdr + 5, 12, hdr, TICKET_HDR, data, data, TICKET_TAG, tag);
+		    hdr + TICKET_IV, 12, hdr, TICKET_HDR, data, data,
+		    TICKET_TAG, tag);
 	else if (ret == 0)
-		ret = mbedtls_gcm_auth_decrypt(&gcm, len, hdr + 5, 12, hdr,
-		    TICKET_HDR, tag, TICKET_TAG, data, data);
+		ret = mbedtls_gcm_auth_decrypt(&gcm, len, hdr + TICKET_IV, 12,
+		    hdr, TICKET_HDR, tag, TICKET_TAG, data, data);
 	mbedtls_gcm_free(&gcm);
 	mbedtls_platform_zeroize(key, sizeof(key));
 	return ret;
+}
+
+/* The low byte of the session's protocol version: 3 (TLS 1.2), 4 (1.3). */
+static unsigned char
+ticket_tls(const struct tlssess *s)
+{
+	return (unsigned char)(mbedtls_ssl_get_version_number(&s->ssl) & 0xff);
+}
+
+/*
+ * The client a ticket of ${s} will describe: its certificates (leaf first)
+ * in ${certs}, their count in ${*n}, the CA's hash in ${anchor}.  ${*n} = 0:
+ * no certificate.  -1 if the chain cannot be described (the ticket is then
+ * not issued).
+ */
+static int
+ticket_client(const struct tlssess *s, const mbedtls_x509_crt **certs,
+    size_t *n, uint8_t anchor[32])
+{
+	const mbedtls_x509_crt *crt;
+	size_t i;
+
+	*n = 0;
+	if (s->peer == NULL)
+		return 0;
+	if (s->resumed_peer != NULL) {
+		for (crt = &s->resumed_peer->chain; crt != NULL &&
+		    crt->raw.len > 0 && *n < TLSSESS_CHAIN_MAX; crt = crt->next)
+			certs[(*n)++] = crt;
+		memcpy(anchor, s->resumed_peer->anchor, 32);
+		return 0;
+	}
+	if (s->vchain_bad || s->vlen == 0)
+		return -1;
+	for (i = 0; i < s->vlen; i++)
+		if (s->vchain[i] == NULL)
+			return -1;
+	crt = s->vchain[s->vlen - 1];
+	if (mbedtls_sha256(crt->raw.p, crt->raw.len, anchor, 0) != 0 ||
+	    tlsctx_ca_by_hash(s->ctx, anchor) == NULL)
+		return -1;
+	*n = s->vlen == 1 ? 1 : s->vlen - 1;
+	for (i = 0; i < *n; i++)
+		certs[i] = s->vchain[i];
+	return 0;
 }
 
 int
@@ -1070,44 +1263,57 @@ tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
     uint32_t *lifetime)
 {
 	const struct tlsctx *t = p_ticket;
-	struct tlssess *s = current;
-	const unsigned char *leaf = NULL;
-	size_t leaf_len = 0, slen = 0, room, plen;
-	unsigned char *p = start + TICKET_HDR;
+	const struct tlssess *s = current;
+	const mbedtls_x509_crt *certs[TLSSESS_CHAIN_MAX];
+	uint8_t anchor[32];
+	size_t ncerts, extra = 1, i, slen = 0, plen;
+	unsigned char *p = start + TICKET_HDR, *q;
 	uint32_t period = ticket_period(t);
 	int ret;
 
-	if (s != NULL && s->leaf_der != NULL) {
-		leaf = s->leaf_der;
-		leaf_len = s->leaf_len;
-	} else if (s != NULL && s->resumed_crt != NULL) {
-		leaf = s->resumed_crt->raw.p;
-		leaf_len = s->resumed_crt->raw.len;
+	/* Only an admitted client gets a ticket: a refused one has none. */
+	if (s == NULL || !s->server || s->authn != AUTHN_ADMITTED ||
+	    ticket_client(s, certs, &ncerts, anchor) != 0)
+		return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+	if (ncerts > 0) {
+		extra += 32 + 1;
+		for (i = 0; i < ncerts; i++) {
+			if (certs[i]->raw.len > 0xffff)
+				return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
+			extra += 2 + certs[i]->raw.len;
+		}
 	}
-	/* No certificate to carry (optional verification without one):
-	 * still a ticket; the resumed client is unauthenticated again. */
-	if ((size_t)(end - start) < TICKET_HDR + 4 + leaf_len + TICKET_TAG ||
-	    leaf_len > 0xffff)
+	if ((size_t)(end - start) < TICKET_HDR + 2 + extra + TICKET_TAG)
 		return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
-	room = (size_t)(end - start) - TICKET_HDR - 4 - leaf_len - TICKET_TAG;
-	ret = mbedtls_ssl_session_save(session, p + 2, room, &slen);
+	ret = mbedtls_ssl_session_save(session, p + 2, (size_t)(end - start) -
+	    TICKET_HDR - 2 - extra - TICKET_TAG, &slen);
 	if (ret != 0)
 		return ret;
 	if (slen > 0xffff)
 		return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
 	p[0] = (unsigned char)(slen >> 8);
 	p[1] = (unsigned char)slen;
-	p[2 + slen] = (unsigned char)(leaf_len >> 8);
-	p[3 + slen] = (unsigned char)leaf_len;
-	if (leaf_len > 0)
-		memcpy(p + 4 + slen, leaf, leaf_len);
-	plen = 4 + slen + leaf_len;
+	q = p + 2 + slen;
+	*q++ = ncerts > 0 ? TICKET_AUTH : 0;
+	if (ncerts > 0) {
+		memcpy(q, anchor, 32);
+		q += 32;
+		*q++ = (unsigned char)ncerts;
+		for (i = 0; i < ncerts; i++) {
+			*q++ = (unsigned char)(certs[i]->raw.len >> 8);
+			*q++ = (unsigned char)certs[i]->raw.len;
+			memcpy(q, certs[i]->raw.p, certs[i]->raw.len);
+			q += certs[i]->raw.len;
+		}
+	}
+	plen = (size_t)(q - p);
 	start[0] = TICKET_VERSION;
-	start[1] = (unsigned char)(period >> 24);
-	start[2] = (unsigned char)(period >> 16);
-	start[3] = (unsigned char)(period >> 8);
-	start[4] = (unsigned char)period;
-	if ((ret = tlsctx_random(start + 5, 12)) != 0 ||
+	start[1] = ticket_tls(s);
+	start[2] = (unsigned char)(period >> 24);
+	start[3] = (unsigned char)(period >> 16);
+	start[4] = (unsigned char)(period >> 8);
+	start[5] = (unsigned char)period;
+	if ((ret = tlsctx_random(start + TICKET_IV, 12)) != 0 ||
 	    (ret = ticket_gcm(t, period, 1, start, p, plen, p + plen)) != 0)
 		return ret;
 	*tlen = TICKET_HDR + plen + TICKET_TAG;
@@ -1115,63 +1321,136 @@ tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
 	return 0;
 }
 
+/* Within validity dates now, as chain verification requires of each. */
+static int
+crt_current(const mbedtls_x509_crt *crt)
+{
+	return !mbedtls_x509_time_is_past(&crt->valid_to) &&
+	    !mbedtls_x509_time_is_future(&crt->valid_from);
+}
+
+/*
+ * Would a full handshake accept ${p}'s chain now?  The CA must still be
+ * one of ours, every certificate (the CA too) within its dates, and no
+ * certificate revoked by a CRL of its issuer (its next one in the chain,
+ * the CA for the last), tls.crl_stale applied.  0 if so.
+ */
+static int
+ticket_chain_ok(struct tlsctx *t, struct ticket_peer *p)
+{
+	mbedtls_x509_crt *ca = tlsctx_ca_by_hash(t, p->anchor);
+	mbedtls_x509_crt *crt, *parent;
+
+	if (ca == NULL || !crt_current(ca))
+		return -1;
+	/* A leaf that is itself one of our CAs: trusted as it is, no CRL. */
+	if (p->chain.next == NULL && p->chain.raw.len == ca->raw.len &&
+	    memcmp(p->chain.raw.p, ca->raw.p, ca->raw.len) == 0)
+		return 0;
+	for (crt = &p->chain; crt != NULL && crt->raw.len > 0; crt = crt->next) {
+		parent = crt->next != NULL && crt->next->raw.len > 0 ?
+		    crt->next : ca;
+		if (!crt_current(crt) || tlsctx_crl_check(t, crt, parent,
+		    &p->crl_stale) != TLSCTX_CRL_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The client part of a decrypted ticket state at ${q}, ${n} bytes, as a
+ * ticket_peer (NULL: malformed, out of memory, or no longer acceptable).
+ */
+static struct ticket_peer *
+ticket_peer_read(struct tlsctx *t, const unsigned char *q, size_t n)
+{
+	struct ticket_peer *p;
+	size_t i, count, len;
+
+	if (n < 1 || (q[0] & ~TICKET_AUTH) != 0 ||
+	    (p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	mbedtls_x509_crt_init(&p->chain);
+	p->auth = q[0] & TICKET_AUTH;
+	q++;
+	n--;
+	if (!p->auth) {
+		/* No certificate: only where one is optional (the policy
+		 * digest says so too). */
+		if (n != 0 || !t->verify_optional)
+			goto err;
+		return p;
+	}
+	if (n < 33)
+		goto err;
+	memcpy(p->anchor, q, 32);
+	count = q[32];
+	q += 33;
+	n -= 33;
+	if (count == 0 || count > TLSSESS_CHAIN_MAX)
+		goto err;
+	for (i = 0; i < count; i++) {
+		if (n < 2 || (len = (size_t)q[0] << 8 | q[1]) > n - 2 ||
+		    mbedtls_x509_crt_parse_der(&p->chain, q + 2, len) != 0)
+			goto err;
+		q += 2 + len;
+		n -= 2 + len;
+	}
+	if (n != 0 || ticket_chain_ok(t, p) != 0)
+		goto err;
+	return p;
+
+err:
+	ticket_peer_free(p);
+	return NULL;
+}
+
 int
 tlssess_ticket_parse(void *p_ticket, mbedtls_ssl_session *session,
     unsigned char *buf, size_t len)
 {
-	const struct tlsctx *t = p_ticket;
+	struct tlsctx *t = p_ticket;
 	struct tlssess *s = current;
 	uint32_t period, now = ticket_period(t);
 	unsigned char *p = buf + TICKET_HDR;
-	size_t plen, slen, leaf_len;
-	mbedtls_x509_crt *crt = NULL;
+	struct ticket_peer *peer = NULL;
+	size_t plen, slen;
 	int ret;
 
-	if (len < TICKET_HDR + 4 + TICKET_TAG || buf[0] != TICKET_VERSION)
+	if (s == NULL || !s->server)
 		return MBEDTLS_ERR_SSL_INVALID_MAC;
-	period = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
-	    (uint32_t)buf[3] << 8 | buf[4];
+	/* mbedTLS tries a client's tickets in turn: only the one it goes on
+	 * with counts (see settle()). */
+	ticket_peer_free(s->pending);
+	s->pending = NULL;
+	/* Another protocol version's ticket does not open here. */
+	if (len < TICKET_HDR + 3 + TICKET_TAG || buf[0] != TICKET_VERSION ||
+	    buf[1] != ticket_tls(s))
+		return MBEDTLS_ERR_SSL_INVALID_MAC;
+	period = (uint32_t)buf[2] << 24 | (uint32_t)buf[3] << 16 |
+	    (uint32_t)buf[4] << 8 | buf[5];
 	if (period != now && period + 1 != now)
 		return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
 	plen = len - TICKET_HDR - TICKET_TAG;
 	if (ticket_gcm(t, period, 0, buf, p, plen, p + plen) != 0)
 		return MBEDTLS_ERR_SSL_INVALID_MAC;
 	slen = (size_t)p[0] << 8 | p[1];
-	if (slen + 4 > plen)
-		return MBEDTLS_ERR_SSL_INVALID_MAC;
-	leaf_len = (size_t)p[2 + slen] << 8 | p[3 + slen];
-	if (4 + slen + leaf_len != plen)
-		return MBEDTLS_ERR_SSL_INVALID_MAC;
-	if (leaf_len > 0) {
-		/* Resuming skips verification: redo what can change since
-		 * (expiry, revocation); the allow-list runs after the
-		 * handshake as for everyone. */
-		if ((crt = malloc(sizeof(*crt))) == NULL)
-			return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-		mbedtls_x509_crt_init(crt);
-		if (mbedtls_x509_crt_parse_der(crt, p + 4 + slen, leaf_len) != 0 ||
-		    mbedtls_x509_time_is_past(&crt->valid_to) ||
-		    (t->has_crl && mbedtls_x509_crt_is_revoked(crt, &t->crl))) {
-			ret = MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
-			goto err;
-		}
+	if (slen + 3 > plen) {
+		ret = MBEDTLS_ERR_SSL_INVALID_MAC;
+		goto out;
+	}
+	if ((peer = ticket_peer_read(t, p + 2 + slen, plen - 2 - slen)) ==
+	    NULL) {
+		/* Expired, revoked, CA gone: a full handshake decides. */
+		ret = MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+		goto out;
 	}
 	if ((ret = mbedtls_ssl_session_load(session, p + 2, slen)) != 0)
-		goto err;
-	if (s != NULL) {
-		if (s->resumed_crt != NULL) {
-			mbedtls_x509_crt_free(s->resumed_crt);
-			free(s->resumed_crt);
-		}
-		s->resumed_crt = crt; /* ownership moves to the session */
-		crt = NULL;
-		s->resumed = 1;
-	}
-err:
-	if (crt != NULL) {
-		mbedtls_x509_crt_free(crt);
-		free(crt);
-	}
+		goto out;
+	s->pending = peer; /* ownership moves; takes effect in settle() */
+	peer = NULL;
+out:
+	ticket_peer_free(peer);
 	mbedtls_platform_zeroize(p, plen);
 	return ret;
 }

@@ -24,6 +24,11 @@ enum tls_io {
 	TLS_IO_ERROR,      /* fatal; see tlssess_error() */
 	TLS_IO_YIELD,      /* handshake: more to do, no I/O needed; let
 	                      other connections run first, then call again */
+	TLS_IO_AUTHENTICATED, /* handshake: the client has proven who it is
+	                      (or that it has no certificate) and nothing
+	                      that resumes has been sent yet: admit it
+	                      (tlssess_admitted, then tlssess_handshake
+	                      again) or refuse it (tlssess_deny) */
 };
 
 /* Why a handshake was refused: a stable token and the operator's words. */
@@ -64,7 +69,10 @@ void tlssess_free(struct tlssess *s);
 
 /**
  * tlssess_handshake(s):
- * Advance the handshake: TLS_IO_OK when complete.  Returns TLS_IO_YIELD
+ * Advance the handshake: TLS_IO_OK when complete.  A server session stops
+ * once with TLS_IO_AUTHENTICATED when the client is authenticated (full
+ * handshake or resumption) and before any session ticket is issued; the
+ * peer_* functions then describe the client.  Returns TLS_IO_YIELD
  * after steps that used ~0.2 ms of CPU (a signature or a
  * certificate verification), so that a handshake never holds its worker
  * for more than about one public-key operation at a time.
@@ -88,8 +96,9 @@ enum tls_io tlssess_write(struct tlssess *s, const void *buf, size_t len,
 
 /**
  * tlssess_admitted(s):
- * The handshake is over and the client admitted: free what only a refusal
- * or a ticket would have needed (the certificate's words and DER copy).
+ * After TLS_IO_AUTHENTICATED, the client is admitted: the rest of the
+ * handshake may issue it session tickets (only admitted clients get one).
+ * Frees what only a refusal needed (the certificate's words).
  */
 void tlssess_admitted(struct tlssess *s);
 

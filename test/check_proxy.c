@@ -198,6 +198,59 @@ START_TEST(v2_refuses_short_buffer_and_oversized_tlv)
 }
 END_TEST
 
+/* The client byte of the PP2_TYPE_SSL TLV in a v2 header over IPv4. */
+static uint8_t
+ssl_client_byte(const struct proxy_tls *t)
+{
+	struct sockaddr_in s = v4("10.0.0.1", 1);
+	uint8_t buf[PROXY_V2_MAX];
+
+	ck_assert_uint_gt(proxy_v2((struct sockaddr *)&s,
+	    (struct sockaddr *)&s, t, buf, sizeof(buf)), 16 + 12 + 4);
+	ck_assert_uint_eq(buf[16 + 12], PROXY_PP2_TYPE_SSL);
+	return buf[16 + 12 + 3];
+}
+
+START_TEST(v2_resumed_session_says_cert_in_session_not_connection)
+{
+	struct proxy_tls t = {
+		.version = "TLSv1.3",
+		.cn = "api",
+		.cert_verified = 1,
+	};
+
+	ck_assert_uint_eq(ssl_client_byte(&t), PROXY_PP2_CLIENT_SSL |
+	    PROXY_PP2_CLIENT_CERT_CONN | PROXY_PP2_CLIENT_CERT_SESS);
+	t.resumed = 1;
+	ck_assert_uint_eq(ssl_client_byte(&t), PROXY_PP2_CLIENT_SSL |
+	    PROXY_PP2_CLIENT_CERT_SESS);
+	t.cert_verified = 0;
+	t.cn = NULL;
+	ck_assert_uint_eq(ssl_client_byte(&t), PROXY_PP2_CLIENT_SSL);
+}
+END_TEST
+
+START_TEST(v2_refuses_control_bytes_in_names)
+{
+	static const char *const bad[] = {
+		"spiffe://x/y\n", "spiffe://x\x01/y", "\x7f", "a\rb", "\t",
+	};
+	struct sockaddr_in s = v4("10.0.0.1", 1);
+	uint8_t buf[PROXY_V2_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct proxy_tls u = { .version = "TLSv1.3", .uri = bad[i] };
+		struct proxy_tls c = { .version = "TLSv1.3", .cn = bad[i] };
+
+		ck_assert_uint_eq(proxy_v2((struct sockaddr *)&s,
+		    (struct sockaddr *)&s, &u, buf, sizeof(buf)), 0);
+		ck_assert_uint_eq(proxy_v2((struct sockaddr *)&s,
+		    (struct sockaddr *)&s, &c, buf, sizeof(buf)), 0);
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -214,6 +267,8 @@ main(void)
 	tcase_add_test(t2, v2_tcp6_without_tlvs_is_byte_exact);
 	tcase_add_test(t2, v2_ssl_tlv_carries_version_cipher_cn_and_uri);
 	tcase_add_test(t2, v2_refuses_short_buffer_and_oversized_tlv);
+	tcase_add_test(t2, v2_resumed_session_says_cert_in_session_not_connection);
+	tcase_add_test(t2, v2_refuses_control_bytes_in_names);
 	suite_add_tcase(s, t1);
 	suite_add_tcase(s, t2);
 	r = srunner_create(s);
