@@ -50,9 +50,10 @@ main(int argc, char **argv)
 			check = 1;
 			break;
 		case 'V':
-			printf("tls-echod %s\nmbedTLS %s (%s)\n",
+			printf("tls-echod %s\nmbedTLS %s (%s)\n"
+			    "TLS 1.3 ticket clock: %s\n",
 			    TLS_ECHOD_VERSION, tlsctx_library_version(),
-			    TLS_ECHOD_MBEDTLS_ORIGIN);
+			    TLS_ECHOD_MBEDTLS_ORIGIN, tlsctx_ticket_clock());
 			return 0;
 		case 'h':
 			usage(stdout);

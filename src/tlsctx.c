@@ -1127,3 +1127,15 @@ tlsctx_library_version(void)
 {
 	return MBEDTLS_VERSION_STRING;
 }
+
+const char *
+tlsctx_ticket_clock(void)
+{
+#if defined(MBEDTLS_PLATFORM_MS_TIME_ALT)
+	return "wall clock (TLS 1.3 sessions resume across hosts sharing "
+	    "ticket_key_file)";
+#else
+	return "boot time (TLS 1.3 sessions resume only on the host that "
+	    "issued them)";
+#endif
+}

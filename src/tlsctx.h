@@ -87,4 +87,12 @@ unsigned tlsctx_key_mode(const struct tlsctx *t);
  */
 const char *tlsctx_library_version(void);
 
+/**
+ * tlsctx_ticket_clock():
+ * The clock TLS 1.3 tickets are aged with, in words: the wall clock (hosts
+ * sharing ticket_key_file resume each other's sessions) or mbedTLS's boot
+ * time clock (only the issuing host resumes them).
+ */
+const char *tlsctx_ticket_clock(void);
+
 #endif
