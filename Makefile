@@ -163,6 +163,15 @@ $(TESTDIR)/check_resume: test/check_resume.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_resume.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
+# check_authn: an attacker's suite for session tickets (issue 12): a ticket
+# admits exactly what a full handshake would, or does not resume.
+TEST_BINS += $(TESTDIR)/check_authn
+
+$(TESTDIR)/check_authn: test/check_authn.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_authn.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
 $(TESTDIR)/check_relay: test/check_relay.c test/harness.c test/harness.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_relay.c \
@@ -385,7 +394,7 @@ check-asan:
 # its reason.  Under TEST_VALGRIND=1 the few tests that measure speed or
 # CPU time skip themselves (h_skip_under_valgrind); TEST_SANITIZED=1 turns
 # off RSS checks, as under ASan.
-VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits
+VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits check_authn
 VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
 VALGRIND = valgrind --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --track-fds=yes \
@@ -452,10 +461,12 @@ $(BENCHDIR)/echo-backend: bench/echo-backend.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $<
 
-# The same mbedTLS, headers and user config as the daemon.
-$(BENCHDIR)/cryptobench: bench/cryptobench.c $(MBEDTLS_LDLIBS) | $(MBEDTLS_DEP)
+# The same mbedTLS, headers and user config as the daemon, and its clock
+# (tlsclock.o: the bundled mbedTLS calls mbedtls_ms_time() of the daemon's).
+$(BENCHDIR)/cryptobench: bench/cryptobench.c $(OBJDIR)/tlsclock.o $(MBEDTLS_LDLIBS) \
+		| $(MBEDTLS_DEP)
 	@mkdir -p $(@D)
-	$(CC) $(BENCH_CFLAGS) $(MBEDTLS_CFLAGS) -o $@ $< $(MBEDTLS_LDLIBS)
+	$(CC) $(BENCH_CFLAGS) $(MBEDTLS_CFLAGS) -o $@ $< $(OBJDIR)/tlsclock.o $(MBEDTLS_LDLIBS)
 
 # Recursive, like run: pkg-config and the mbedTLS choice after the deps.
 bench: deps bench-deps
