@@ -7,6 +7,11 @@
 # Otherwise runs `apt-get update` and installs only the missing packages
 # (as root, or through sudo).  Extra package names given as arguments are
 # installed the same way (scripts/install-deps.sh redis-server).
+#
+# Names exist on Debian 12 and 13 alike (no versioned names: clang's are the
+# release's default clang).  mbedTLS: the release's libmbedtls-dev when apt
+# offers 3.6 (Debian 13), which mk/mbedtls.mk then finds by pkg-config;
+# otherwise (Debian 12: 2.28) nothing, and the build makes the bundled copy.
 set -euo pipefail
 
 readonly PROG=${0##*/}
@@ -22,7 +27,10 @@ packages=(
     procps
     python3
     redis-server redis-tools # relay tests: a real backend and client
-    groff-base groff clang libclang-rt-14-dev # man page lint; fuzz drivers (libFuzzer)
+    groff-base groff         # man page lint
+    clang libclang-rt-dev    # fuzz drivers: clang and its libFuzzer/ASan runtime
+    llvm                     # llvm-symbolizer: sanitizer reports name their functions,
+                             # which fuzz/lsan.supp's suppressions match
     cppcheck shellcheck      # make lint (a stage of make check)
 )
 
@@ -48,6 +56,20 @@ for pkg in "${packages[@]}"; do
     fi
 done
 
+# mbedtls_wanted: true if apt offers libmbedtls-dev 3.6 (from the lists it
+# has) and it is not installed at 3.6 already.
+mbedtls_wanted() {
+    local installed_v candidate
+    installed_v=$(dpkg-query -W -f='${Version}' libmbedtls-dev 2>/dev/null || true)
+    [[ ${installed_v#*:} != 3.6.* ]] || return 1
+    candidate=$(apt-cache policy libmbedtls-dev 2>/dev/null |
+        sed -n 's/^[[:space:]]*Candidate:[[:space:]]*//p')
+    [[ ${candidate#*:} == 3.6.* ]]
+}
+if mbedtls_wanted; then
+    missing+=(libmbedtls-dev)
+fi
+
 if ((${#missing[@]} == 0)); then
     echo "$PROG: all build dependencies present"
     exit 0
@@ -71,6 +93,10 @@ apt_get() {
     }
 }
 apt_get update
+# Only now does a fresh machine know what its release offers.
+if [[ " ${missing[*]} " != *" libmbedtls-dev "* ]] && mbedtls_wanted; then
+    missing+=(libmbedtls-dev)
+fi
 apt_get install -y --no-install-recommends "${missing[@]}"
 
 echo "$PROG: installed ${missing[*]}"
