@@ -69,8 +69,24 @@ HARDEN_CFLAGS := -fPIE
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 
-DEPS_CFLAGS = $(shell pkg-config --cflags libconfig libsystemd)
-DEPS_LIBS = $(shell pkg-config --libs libconfig libsystemd) -lm
+# (stderr: a missing pkg-config or module is reported once, below)
+DEPS_CFLAGS = $(shell pkg-config --cflags libconfig libsystemd 2>/dev/null)
+DEPS_LIBS = $(shell pkg-config --libs libconfig libsystemd 2>/dev/null) -lm
+
+# Without the build dependencies, say in one line what to run instead of
+# failing on a missing header after building mbedTLS.  Goals that install
+# them first (deps, run, check, check-quick, bench) or need none skip this.
+DEPS_FREE_GOALS := deps run check check-quick bench bench-deps clean uninstall \
+	update-mbedtls certs
+ifeq ($(filter $(DEPS_FREE_GOALS),$(MAKECMDGOALS)),)
+DEPS_MISSING := $(shell command -v pkg-config >/dev/null 2>&1 || echo pkg-config; \
+	for m in libconfig libsystemd; do \
+	  pkg-config --exists $$m 2>/dev/null || echo $$m; done)
+ifneq ($(DEPS_MISSING),)
+$(error missing build dependencies ($(strip $(DEPS_MISSING))): run `make deps` \
+  (scripts/install-deps.sh), then make again)
+endif
+endif
 
 ALL_CFLAGS = $(WARNFLAGS) $(OPTFLAGS) $(HARDEN_CFLAGS) $(SANFLAGS) \
 	-D_GNU_SOURCE $(MBEDTLS_CFLAGS) $(DEPS_CFLAGS) \
