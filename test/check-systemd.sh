@@ -134,6 +134,12 @@ trap 'exit 130' INT TERM
     skip "no namespaces or cgroups here: systemd-nspawn cannot work"
 command -v python3 >/dev/null 2>&1 || command -v jq >/dev/null 2>&1 ||
     skip "needs python3 or jq on the host to read the journal's JSON"
+# systemd-nspawn makes / a slave mount in its namespace first, which fails
+# where / is no mount point ("Failed to mount n/a ... on / (MS_REC|MS_SLAVE)"):
+# a debootstrap root entered with chroot.  Say so before apt and debootstrap.
+if command -v mountpoint >/dev/null 2>&1 && ! mountpoint -q /; then
+    skip "/ is not a mount point (a chroot?): systemd-nspawn cannot set up its mount namespace here"
+fi
 
 mkdir -p "$W"
 
