@@ -12,7 +12,7 @@
 set -uo pipefail
 
 make=${MAKE:-make}
-names=() results=() times=() bad=0
+names=() results=() times=() bad=0 skips=()
 total_p=0 total_f=0 total_s=0 t_all=$SECONDS
 log=$(mktemp "${TMPDIR:-/tmp}/check-stages.XXXXXX")
 trap 'rm -f "$log"' EXIT
@@ -43,6 +43,11 @@ for stage in "$@"; do
         result="ok: $line"
     fi
     total_p=$((total_p + p)) total_f=$((total_f + f)) total_s=$((total_s + s))
+    # What a stage skipped, and why (test/run-tests.sh's SKIPPED lines,
+    # fuzz/fuzz.sh's "fuzz: skipped: why").
+    while IFS= read -r why; do
+        skips+=("$stage: $why")
+    done < <(sed -n -e 's/^SKIPPED: //p' -e 's/^fuzz: skipped: /fuzz: /p' "$log" | sort -u)
     names+=("$stage") results+=("$result") times+=("$dt")
 done
 
@@ -52,6 +57,9 @@ for i in "${!names[@]}"; do
     printf '  %-15s %4d s  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
 done
 printf '  %-15s %4d s\n' "total" $((SECONDS - t_all))
+for why in "${skips[@]}"; do
+    echo "  skipped: $why"
+done
 if ((total_s > 0)); then
     echo "$total_p passed, $total_f failed, $total_s skipped"
 else

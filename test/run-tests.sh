@@ -7,7 +7,7 @@
 # plain "N passed, N failed" line; exit status 77 means skipped.  Ends with "N passed, N failed" and fails if anything failed.
 set -uo pipefail
 
-passed=0 failed=0 skipped=0 bad=()
+passed=0 failed=0 skipped=0 bad=() skips=()
 for bin in "$@"; do
     name=${bin##*/}
     echo "=== $name"
@@ -16,6 +16,9 @@ for bin in "$@"; do
     printf '%s\n' "$out"
     if ((rc == 77)); then
         skipped=$((skipped + 1))
+        # Its reason: a TAP "1..0 # SKIP why" or a "...: skipped: why" line.
+        why=$(sed -n -e 's/^1\.\.0 # SKIP //p' -e 's/^.*: skipped: //p' <<<"$out" | tail -1)
+        skips+=("$name: ${why:-exit status 77}")
         continue
     fi
     line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' <<<"$out" | tail -1)
@@ -40,6 +43,9 @@ for bin in "$@"; do
     fi
 done
 echo
+for s in "${skips[@]}"; do
+    echo "SKIPPED: $s"
+done
 if ((${#bad[@]} > 0)); then
     echo "FAILED: ${bad[*]}"
 fi
