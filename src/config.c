@@ -809,8 +809,8 @@ load_allow(struct loader *l, const config_setting_t *g,
 	}
 	for (i = 0; i < spki.n; i++) {
 		if (!base64_decode(spki.v[i], a->spki[i], CFG_SPKI_LEN)) {
-			config_setting_t *s = config_setting_get_member(ag,
-			    "spki_sha256");
+			const config_setting_t *s =
+			    config_setting_get_member(ag, "spki_sha256");
 			char where[160];
 
 			setting_path(s, where, sizeof(where));

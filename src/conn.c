@@ -985,7 +985,7 @@ admit(struct conn_set *set, struct conn *c, uint64_t now_ms,
 	}
 	if (tlssess_crl_stale(c->client.tls) &&
 	    (l->crl_warned_ms == 0 || now_ms - l->crl_warned_ms >= 60000)) {
-		struct log_field f[] = { { "LISTENER", l->cfg->name } };
+		const struct log_field f[] = { { "LISTENER", l->cfg->name } };
 
 		log_event(LOG_WARNING, LOG_ID_CRL, f, 1, "listener %s: a CRL "
 		    "is past its nextUpdate; admitting clients anyway "

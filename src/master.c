@@ -101,8 +101,8 @@ static int
 resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
     size_t errlen)
 {
-	struct passwd *pw;
-	struct group *gr;
+	const struct passwd *pw;
+	const struct group *gr;
 
 	cr->uid = (uid_t)-1;
 	cr->gid = (gid_t)-1;

@@ -74,7 +74,7 @@ put_u8(struct out *o, uint8_t v)
 static void
 put_u16(struct out *o, size_t v)
 {
-	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+	const uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
 
 	if (v > 0xffff)
 		o->bad = 1;

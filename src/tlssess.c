@@ -169,7 +169,7 @@ sess_recv(void *p, unsigned char *buf, size_t len)
 	want = len < sizeof(s->ra) ? sizeof(s->ra) : len;
 	n = recv(s->fd, len < sizeof(s->ra) ? s->ra : buf, want, 0);
 	if (n > 0) {
-		unsigned char *got = len < sizeof(s->ra) ? s->ra : buf;
+		const unsigned char *got = len < sizeof(s->ra) ? s->ra : buf;
 
 		if (s->bytes_rx == 0)
 			s->first_byte = got[0];

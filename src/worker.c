@@ -143,7 +143,7 @@ accept_some(struct worker *w, struct wl *l, uint64_t now)
 			 * the backlog) instead of being refused.
 			 */
 			if (now - w->last_limit_log >= 1000) {
-				struct log_field f[] = {
+				const struct log_field f[] = {
 					{ "LISTENER", l->cl.cfg->name },
 				};
 
