@@ -363,9 +363,14 @@ CHECK_SUITES ?= $(TEST_BINS) test/check-man.sh test/check-bench.sh \
 CHECK_ENV =
 endif
 
+# SAN_LOG_DIR is world-writable (sticky, like /tmp): workers started as root
+# drop to an unprivileged user and write their reports (an ASan or UBSan
+# error while serving) there as that user; a directory they cannot write
+# would lose them, with a word on the daemon's stderr at most.
 check-run: check-build
 	@rm -rf $(TESTDIR)/pki $(TESTDIR)/tmp $(SAN_LOG_DIR)
 	@mkdir -p $(TESTDIR)/tmp $(SAN_LOG_DIR)
+	@chmod 1777 $(SAN_LOG_DIR)
 	@test/gen-test-pki.sh $(TESTDIR)/pki
 	@$(CHECK_ENV) BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) \
 	  TLS_ECHOD_BIN=$(abspath $(BIN)) \
@@ -387,9 +392,12 @@ check-asan:
 # off RSS checks, as under ASan.
 VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits
 VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
+# --vgdb=no: no gdbserver FIFOs in /tmp, which a worker (started as root,
+# running as an unprivileged user) could not remove at exit.  Each log file
+# is opened in the child at fork, before the worker drops privileges.
 VALGRIND = valgrind --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --track-fds=yes \
-	--error-exitcode=99 --trace-children=yes \
+	--error-exitcode=99 --trace-children=yes --vgdb=no \
 	--suppressions=$(abspath test/valgrind.supp) \
 	--log-file=$(VG_LOG_DIR)/vg.%p
 

@@ -28,8 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -817,6 +819,58 @@ END_TEST
 #define EMFILE_LINE "listener echo: cannot accept: Too many open files; " \
 	"pausing accepts for "
 
+/* The first id of the "Uid:" or "Gid:" line of /proc/${pid}/status, or -1. */
+static long
+proc_id(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t klen = strlen(key);
+	long id = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, key, klen) == 0) {
+			id = strtol(line + klen, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return id;
+}
+
+/*
+ * prlimit(${pid}, ${res}, ${rl}) from a child that takes ${pid}'s user and
+ * group first: workers run unprivileged (the default under root), and
+ * changing another user's limits takes CAP_SYS_RESOURCE, which root in a
+ * container may lack; the owner may always lower them.  0, or an errno.
+ */
+static int
+prlimit_as_owner(pid_t pid, int res, const struct rlimit *rl)
+{
+	long uid = proc_id(pid, "Uid:"), gid = proc_id(pid, "Gid:");
+	pid_t c;
+	int st;
+
+	if (uid < 0 || gid < 0)
+		return ESRCH;
+	if ((c = fork()) < 0)
+		return errno;
+	if (c == 0) {
+		if ((uid != (long)geteuid() || gid != (long)getegid()) &&
+		    (setgroups(0, NULL) != 0 ||
+		    setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0 ||
+		    setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0))
+			_exit(errno & 0x7f);
+		_exit(prlimit(pid, (enum __rlimit_resource)res, rl, NULL) == 0 ?
+		    0 : errno & 0x7f);
+	}
+	if (waitpid(c, &st, 0) != c || !WIFEXITED(st))
+		return ECHILD;
+	return WEXITSTATUS(st);
+}
+
 START_TEST(test_fd_exhaustion_pauses_accepts_logs_once_per_second_recovers)
 {
 	struct h_tls_opts o = h_client_opts("client", 0);
@@ -838,8 +892,9 @@ START_TEST(test_fd_exhaustion_pauses_accepts_logs_once_per_second_recovers)
 	base = h_proc_fd_count(w);
 	ck_assert(base > 0);
 	rl.rlim_cur = rl.rlim_max = (rlim_t)(base + FD_ROOM);
-	ck_assert_msg(prlimit(w, RLIMIT_NOFILE, &rl, NULL) == 0, "prlimit "
-	    "on worker %ld: %s", (long)w, strerror(errno));
+	i = prlimit_as_owner(w, RLIMIT_NOFILE, &rl);
+	ck_assert_msg(i == 0, "prlimit on worker %ld: %s", (long)w,
+	    strerror(i));
 
 	for (i = 0; i < FD_FLOOD; i++) {
 		fds[i] = h_tcp_connect(d.port, 5000);
