@@ -103,8 +103,8 @@ struct cfg_listener {
 struct cfg {
 	char *path;    /* the file as given */
 	unsigned workers;
-	char *user;  /* NULL: keep the master's user */
-	char *group; /* NULL: user's primary group, or keep */
+	char *user;  /* NULL: started as root, tls-echod or nobody */
+	char *group; /* NULL: the (default) user's primary group */
 	int user_line, group_line;
 	enum cfg_log log;
 	unsigned expiry_warn_days;    /* warn when a certificate expires sooner */

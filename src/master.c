@@ -96,18 +96,50 @@ struct master {
 
 static void wait_retired(struct master *m);
 
-/* Resolve user/group settings to ids; uid -1 if no user is configured. */
+/*
+ * Who workers run as when root starts us and `user` is unset, first that
+ * exists: the user systemd/tls-echod.sysusers creates (`make install`), then
+ * the traditional unprivileged one.  Never root by default: a worker parses
+ * what any client sends.
+ */
+static const char *const default_users[] = { "tls-echod", "nobody" };
+
+/* The first of default_users that exists, its name in ${*ret_name}; NULL
+ * if none does. */
+static struct passwd *
+default_user(const char **ret_name)
+{
+	struct passwd *pw;
+	size_t i;
+
+	for (i = 0; i < sizeof(default_users) / sizeof(default_users[0]); i++)
+		if ((pw = getpwnam(default_users[i])) != NULL) {
+			*ret_name = default_users[i];
+			return pw;
+		}
+	return NULL;
+}
+
+/*
+ * Resolve the user and group settings to the ids workers switch to; uid -1:
+ * they stay who we are.  Started as root, workers never keep root unless
+ * `user` says so: without `user` they drop to the first of default_users
+ * (with `group` if set, else that user's primary group).  Not started as
+ * root, they stay the starting user, and a setting that would switch is an
+ * error.
+ */
 static int
 resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
     size_t errlen)
 {
-	struct passwd *pw;
+	struct passwd *pw = NULL;
 	struct group *gr;
+	bool root = geteuid() == 0;
 
 	cr->uid = (uid_t)-1;
 	cr->gid = (gid_t)-1;
 	cr->user = c->user;
-	if (c->user == NULL && c->group == NULL)
+	if (!root && c->user == NULL && c->group == NULL)
 		return 0;
 	if (c->user != NULL) {
 		errno = 0;
@@ -116,11 +148,22 @@ resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
 			    "\"%s\"", c->path, c->user_line, c->user);
 			return -1;
 		}
-		cr->uid = pw->pw_uid;
-		cr->gid = pw->pw_gid;
+	} else if (root) {
+		if ((pw = default_user(&cr->user)) == NULL) {
+			snprintf(err, errlen, "%s: user: not set, and neither "
+			    "\"%s\" nor \"%s\" exists for the workers to run "
+			    "as: create one, or set user (user = \"root\" "
+			    "keeps root, not recommended)", c->path,
+			    default_users[0], default_users[1]);
+			return -1;
+		}
 	} else {
 		cr->uid = geteuid();
 		cr->user = "(current user)";
+	}
+	if (pw != NULL) {
+		cr->uid = pw->pw_uid;
+		cr->gid = pw->pw_gid;
 	}
 	if (c->group != NULL) {
 		if ((gr = getgrnam(c->group)) == NULL) {
@@ -129,16 +172,15 @@ resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
 			return -1;
 		}
 		cr->gid = gr->gr_gid;
-	} else if (c->user == NULL)
-		cr->gid = getegid();
-	if (geteuid() != 0 && (cr->uid != geteuid() || cr->gid != getegid())) {
+	}
+	if (!root && (cr->uid != geteuid() || cr->gid != getegid())) {
 		snprintf(err, errlen, "%s:%d: %s: switching to %s needs root; "
 		    "run as root or remove the setting", c->path,
 		    c->user ? c->user_line : c->group_line,
 		    c->user ? "user" : "group", c->user ? c->user : c->group);
 		return -1;
 	}
-	if (geteuid() != 0)
+	if (!root)
 		cr->uid = (uid_t)-1; /* already who we should be */
 	return 0;
 }
@@ -154,6 +196,57 @@ load_tls(const struct cfg *c, struct tlsctx **tls, char *err, size_t errlen)
 		    errlen)) == NULL)
 			return -1;
 	return 0;
+}
+
+/* One line of a report: printed to ${out} (tls-echod -t; a warning starts
+ * with "warning: ") or, with ${out} NULL, logged. */
+static void
+report_line(FILE *out, int prio, const char *msg)
+{
+	if (out != NULL)
+		fprintf(out, "%s%s\n", prio == LOG_WARNING ? "warning: " : "",
+		    msg);
+	else
+		log_msg(prio, "%s", msg);
+}
+
+/*
+ * Who the workers of ${c} run as (${cr}, from resolve_creds): printed to
+ * ${out} (tls-echod -t) or logged (start, reload), with a warning if that
+ * is root.
+ */
+static void
+report_creds(const struct cfg *c, const struct worker_creds *cr, FILE *out)
+{
+	char msg[600], grp[64];
+	const struct passwd *pw;
+	const struct group *gr;
+
+	if (cr->uid == (uid_t)-1) {
+		/* Not started as root: nothing to switch. */
+		pw = getpwuid(geteuid());
+		snprintf(msg, sizeof(msg), "workers run as %s (uid %lu, gid %lu): "
+		    "not started as root, they keep the user tls-echod runs as",
+		    pw != NULL ? pw->pw_name : "?", (unsigned long)geteuid(),
+		    (unsigned long)getegid());
+		report_line(out, LOG_INFO, msg);
+		return;
+	}
+	gr = getgrgid(cr->gid);
+	snprintf(grp, sizeof(grp), "%s", gr != NULL ? gr->gr_name : "?");
+	snprintf(msg, sizeof(msg), "workers run as user %s (uid %lu), group %s "
+	    "(gid %lu)%s", cr->user, (unsigned long)cr->uid, grp,
+	    (unsigned long)cr->gid, c->user == NULL ? ": the default, no "
+	    "user set" : "");
+	report_line(out, LOG_INFO, msg);
+	if (cr->uid == 0) {
+		snprintf(msg, sizeof(msg), "workers run as root (%s:%d: user = "
+		    "\"%s\"): they parse what every client sends, and one taken "
+		    "over would own this host; remove user (default: %s, else "
+		    "%s) or name an unprivileged user", c->path, c->user_line,
+		    cr->user, default_users[0], default_users[1]);
+		report_line(out, LOG_WARNING, msg);
+	}
 }
 
 /*
@@ -278,6 +371,7 @@ master_check(const struct cfg *c, FILE *out, char *err, size_t errlen)
 			    c->listeners[i].name, c->listeners[i].listen,
 			    cfg_mode_name(c->listeners[i].mode), sum);
 		}
+		report_creds(c, &cr, out);
 		report_dates(c, tls, out, NULL, 0);
 	}
 	ret = 0;
@@ -678,13 +772,15 @@ set_status(struct master *m)
 	    "", m->nearest);
 }
 
-/* Log the dates of generation ${g} and remember the nearest expiry. */
+/* Log who generation ${g}'s workers run as and its dates; remember the
+ * nearest expiry. */
 static void
 report_gen(struct master *m, const struct gen *g)
 {
 	struct tlsctx **tls = calloc(g->nls, sizeof(*tls));
 	size_t i;
 
+	report_creds(g->cfg, &g->creds, NULL);
 	if (tls == NULL)
 		return;
 	for (i = 0; i < g->nls; i++)

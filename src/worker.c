@@ -68,10 +68,17 @@ worker_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/*
+ * Become ${cr}'s user and group (and no supplementary group but that one),
+ * then check that it took, all of it: real, effective and saved ids, the
+ * group list, and no way back to root.
+ */
 static int
 drop_privileges(const struct worker_creds *cr, char *err, size_t errlen)
 {
 	uid_t r, e, s;
+	gid_t rg, eg, sg, groups[2];
+	int ng;
 
 	if (cr->uid == (uid_t)-1)
 		return 0;
@@ -83,9 +90,11 @@ drop_privileges(const struct worker_creds *cr, char *err, size_t errlen)
 		return -1;
 	}
 	/* Check, don't trust: a worker must never serve as root by mistake. */
+	ng = getgroups(2, groups);
 	if (getresuid(&r, &e, &s) != 0 || r != cr->uid || e != cr->uid ||
-	    s != cr->uid || getegid() != cr->gid ||
-	    (cr->uid != 0 && setuid(0) == 0)) {
+	    s != cr->uid || getresgid(&rg, &eg, &sg) != 0 || rg != cr->gid ||
+	    eg != cr->gid || sg != cr->gid || ng != 1 ||
+	    groups[0] != cr->gid || (cr->uid != 0 && setuid(0) == 0)) {
 		snprintf(err, errlen, "privilege drop to user %s did not "
 		    "take effect", cr->user);
 		return -1;

@@ -1817,6 +1817,248 @@ START_TEST(test_non_root_daemon_with_user_root_refuses_to_start)
 }
 END_TEST
 
+/* Who workers run as when root starts the daemon without `user`. */
+struct who {
+	char name[64];
+	long uid, gid;
+};
+
+/* tls-echod if that user exists, else nobody (src/master.c). */
+static struct who
+default_worker_user(void)
+{
+	const char *names[] = { "tls-echod", "nobody" };
+	struct who w = { "", -1, -1 };
+	const struct passwd *pw;
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		if ((pw = getpwnam(names[i])) != NULL) {
+			snprintf(w.name, sizeof(w.name), "%s", names[i]);
+			w.uid = (long)pw->pw_uid;
+			w.gid = (long)pw->pw_gid;
+			break;
+		}
+	ck_assert_msg(w.uid >= 0, "neither user tls-echod nor nobody exists");
+	return w;
+}
+
+/* Group ${gr} by name, as "name (gid N)". */
+static void
+group_label(long gid, char *buf, size_t len)
+{
+	const struct group *gr = getgrgid((gid_t)gid);
+
+	snprintf(buf, len, "group %s (gid %ld)", gr != NULL ? gr->gr_name :
+	    "?", gid);
+}
+
+/*
+ * Every worker ${w} runs with real, effective, saved and filesystem ids
+ * ${uid}/${gid} and no supplementary group but ${gid}.  A worker just
+ * forked drops right away, but not before we can look: wait (bounded).
+ */
+static void
+assert_worker_ids(pid_t w, long uid, long gid)
+{
+	int64_t until = h_now_ms() + 3000;
+	long ids[4];
+	char groups[64], want[32];
+	int k;
+
+	while (proc_ids(w, "Uid:", ids) == 0 && ids[0] != uid &&
+	    h_now_ms() < until)
+		usleep(10000);
+	ck_assert(proc_ids(w, "Uid:", ids) == 0);
+	for (k = 0; k < 4; k++)
+		ck_assert_msg(ids[k] == uid, "worker %ld Uid: %ld %ld %ld %ld, "
+		    "want %ld", (long)w, ids[0], ids[1], ids[2], ids[3], uid);
+	ck_assert(proc_ids(w, "Gid:", ids) == 0);
+	for (k = 0; k < 4; k++)
+		ck_assert_msg(ids[k] == gid, "worker %ld Gid: %ld %ld %ld %ld, "
+		    "want %ld", (long)w, ids[0], ids[1], ids[2], ids[3], gid);
+	ck_assert(proc_groups(w, groups, sizeof(groups)) == 0);
+	snprintf(want, sizeof(want), "%ld", gid);
+	ck_assert_msg(strcmp(groups, want) == 0, "worker %ld supplementary "
+	    "groups \"%s\", want \"%s\"", (long)w, groups, want);
+}
+
+/* `tls-echod -t -c ${conf}`: its exit status; stdout+stderr in ${out}. */
+static int
+check_conf(const char *conf, const char *label, char *out, size_t len)
+{
+	const char *bin = getenv("TLS_ECHOD_BIN");
+	const char *argv[] = { bin, "-t", "-c", conf, NULL };
+	char log[PATH_MAX], err[256], *text;
+	int st;
+
+	snprintf(log, sizeof(log), "%s", h_tmp(label));
+	(void)unlink(log);
+	st = h_run(argv, log, 20000, err, sizeof(err));
+	ck_assert_msg(st >= 0, "tls-echod -t: %s", err);
+	text = slurp(log);
+	snprintf(out, len, "%s", text != NULL ? text : "");
+	free(text);
+	return st;
+}
+
+/*
+ * Started as root with no `user`, workers never keep root: they run as the
+ * dedicated tls-echod user (systemd/tls-echod.sysusers) if it exists, else
+ * nobody, with that user's group; the master stays root (it reads the keys
+ * on reload).  The start log and -t say so, and neither warns.
+ */
+START_TEST(test_root_start_without_user_runs_workers_as_default_user)
+{
+	struct who u;
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls c;
+	pid_t w[4];
+	long ids[4];
+	char line[4096], want[256], grp[96], out[8192];
+	int n, i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: the default user needs a root "
+		    "start\n");
+		return;
+	}
+	u = default_worker_user();
+	up_simple(&d, &nl, "defuser", "workers = 2;");
+	group_label(u.gid, grp, sizeof(grp));
+	snprintf(want, sizeof(want), "workers run as user %s (uid %ld), %s: "
+	    "the default, no user set", u.name, u.uid, grp);
+	H_LOG_EXPECT(&d, line, want);
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 2, 3000), 2);
+	connect_to(&c, &d, d.port, "worker running as the default user");
+	ROUNDTRIP_OK(&d, &c, "as %.40s", u.name);
+	h_tls_close(&c);
+	for (i = 0; i < 2; i++)
+		assert_worker_ids(w[i], u.uid, u.gid);
+	ck_assert(proc_ids(d.pid, "Uid:", ids) == 0);
+	ck_assert_msg(ids[0] == 0 && ids[1] == 0 && ids[2] == 0 && ids[3] == 0,
+	    "master Uid: %ld %ld %ld %ld", ids[0], ids[1], ids[2], ids[3]);
+	/* A reload forks new workers: they drop the same way. */
+	(void)reload_ok(&d, &nl, 2);
+	expect_retired(&d, 1, 2);
+	ck_assert_int_eq(children_settle(&d, 2, 3000), 2);
+	n = h_children_of(d.pid, w, 4);
+	for (i = 0; i < n && i < 4; i++)
+		assert_worker_ids(w[i], u.uid, u.gid);
+	ck_assert_int_eq(h_log_count(&d, "workers run as root", NULL), 0);
+
+	ck_assert_msg(check_conf(d.conf_path, "defuser-t.out", out,
+	    sizeof(out)) == 0, "tls-echod -t failed:\n%s", out);
+	ck_assert_msg(strstr(out, want) != NULL, "-t output lacks \"%s\":\n%s",
+	    want, out);
+	ck_assert_msg(strstr(out, "warning: workers run as root") == NULL,
+	    "-t warns about root:\n%s", out);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/* A group without a user: the default user, in that group. */
+START_TEST(test_root_start_with_group_only_runs_workers_as_default_user_in_it)
+{
+	const char *names[] = { "daemon", "bin", "sys", "users", "adm" };
+	struct who u;
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls c;
+	const struct group *gr = NULL;
+	char globals[128], gname[64], line[4096], want[256], grp[96];
+	pid_t w[4];
+	long gid;
+	size_t i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: switching groups needs root\n");
+		return;
+	}
+	u = default_worker_user();
+	/* Any existing group but root and the default user's own. */
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if ((gr = getgrnam(names[i])) != NULL && gr->gr_gid != 0 &&
+		    (long)gr->gr_gid != u.gid)
+			break;
+	ck_assert_msg(i < sizeof(names) / sizeof(names[0]), "no group to try");
+	snprintf(gname, sizeof(gname), "%s", gr->gr_name);
+	gid = (long)gr->gr_gid;
+	snprintf(globals, sizeof(globals), "workers = 2; group = \"%s\";",
+	    gname);
+	up_simple(&d, &nl, "grouponly", globals);
+	group_label(gid, grp, sizeof(grp));
+	snprintf(want, sizeof(want), "workers run as user %s (uid %ld), %s: "
+	    "the default, no user set", u.name, u.uid, grp);
+	H_LOG_EXPECT(&d, line, want);
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 2, 3000), 2);
+	connect_to(&c, &d, d.port, "worker in group only");
+	ROUNDTRIP_OK(&d, &c, "as the default user in group %.40s", gname);
+	h_tls_close(&c);
+	for (i = 0; i < 2; i++)
+		assert_worker_ids(w[i], u.uid, gid);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/*
+ * Keeping root takes `user = "root"`, and is warned about at start (with
+ * the setting's file:line) and by -t; another user is not.
+ */
+START_TEST(test_explicit_user_root_keeps_workers_root_and_warns)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls c;
+	pid_t w[4];
+	char line[4096], want[PATH_MAX + 64], out[8192];
+	int i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: keeping root needs root\n");
+		return;
+	}
+	up_simple(&d, &nl, "userroot", "workers = 2;\nuser = \"root\";");
+	/* The harness writes "log = ...;" on line 1, our globals next. */
+	snprintf(want, sizeof(want), ": warning: workers run as root (%s:3: "
+	    "user = \"root\")", d.conf_path);
+	H_LOG_EXPECT(&d, line, "workers run as user root (uid 0), group root "
+	    "(gid 0)");
+	H_LOG_EXPECT(&d, line, want, "would own this host");
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 2, 3000), 2);
+	connect_to(&c, &d, d.port, "worker running as root");
+	ROUNDTRIP_OK(&d, &c, "as root");
+	h_tls_close(&c);
+	for (i = 0; i < 2; i++)
+		assert_worker_ids(w[i], 0, 0);
+	ck_assert_int_eq(h_log_count(&d, "warning: workers run as root",
+	    NULL), 1);
+
+	ck_assert_msg(check_conf(d.conf_path, "userroot-t.out", out,
+	    sizeof(out)) == 0, "tls-echod -t failed:\n%s", out);
+	snprintf(want, sizeof(want), "\nwarning: workers run as root (%s:3: "
+	    "user = \"root\")", d.conf_path);
+	ck_assert_msg(strstr(out, want) != NULL, "-t output lacks \"%s\":\n%s",
+	    want, out);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+
+	/* An unprivileged user by name: no warning. */
+	up_simple(&d, &nl, "usernobody", "workers = 1;\nuser = \"nobody\";");
+	H_LOG_EXPECT(&d, line, "workers run as user nobody (uid ");
+	ck_assert_msg(check_conf(d.conf_path, "usernobody-t.out", out,
+	    sizeof(out)) == 0, "tls-echod -t failed:\n%s", out);
+	ck_assert_msg(strstr(out, "workers run as user nobody (uid ") != NULL &&
+	    strstr(out, "workers run as root") == NULL, "-t output:\n%s", out);
+	ck_assert_int_eq(h_log_count(&d, "workers run as root", NULL), 0);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------- */
 /* systemd tools for real                                                    */
 /* ------------------------------------------------------------------------- */
@@ -2567,8 +2809,14 @@ lifecycle_suite(void)
 	tc = tcase(s, "supervision", 30);
 	tcase_add_test(tc, test_killed_worker_is_logged_and_replaced_with_backoff);
 	tcase_add_test(tc, test_workers_outlive_killed_master_only_to_drain);
+
+	tc = tcase(s, "privileges", 30);
 	tcase_add_test(tc, test_workers_drop_to_nobody_while_master_stays_root);
 	tcase_add_test(tc, test_non_root_daemon_with_user_root_refuses_to_start);
+	tcase_add_test(tc, test_root_start_without_user_runs_workers_as_default_user);
+	tcase_add_test(tc,
+	    test_root_start_with_group_only_runs_workers_as_default_user_in_it);
+	tcase_add_test(tc, test_explicit_user_root_keeps_workers_root_and_warns);
 
 	tc = tcase(s, "notify", 30);
 	tcase_add_test(tc, test_notify_ready_reloading_ready_stopping_from_master);
