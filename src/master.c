@@ -250,9 +250,69 @@ report_creds(const struct cfg *c, const struct worker_creds *cr, FILE *out)
 }
 
 /*
- * Every date to watch (certificate expiries, CRL next updates) and key
- * file permissions: printed to ${out} (tls-echod -t) or logged, with a
- * warning below expiry_warn_days.  The nearest expiry goes to ${nearest}.
+ * tls.ca holds several CAs and tls.crl revokes for some of them: each CA
+ * without a CRL is warned about (clients it issued are never checked for
+ * revocation).  A single CA without a CRL is a choice, not a gap.
+ */
+static void
+report_ca_crls(const struct cfg_listener *li, const struct tlsctx *t,
+    FILE *out)
+{
+	struct tlsctx_ca_crl ca[64];
+	size_t n, i, with = 0;
+	char msg[600];
+
+	n = tlsctx_ca_crls(t, ca, sizeof(ca) / sizeof(ca[0]));
+	if (n > sizeof(ca) / sizeof(ca[0]))
+		n = sizeof(ca) / sizeof(ca[0]);
+	for (i = 0; i < n; i++)
+		with += ca[i].has_crl != 0;
+	if (with == 0 || with == n)
+		return;
+	for (i = 0; i < n; i++)
+		if (!ca[i].has_crl) {
+			snprintf(msg, sizeof(msg), "listener %s: CA \"%.256s\" "
+			    "of tls.ca has no CRL in tls.crl while other CAs "
+			    "there have one: the clients it issued are never "
+			    "checked for revocation", li->name, ca[i].name);
+			report_line(out, LOG_WARNING, msg);
+		}
+}
+
+/*
+ * An allow.uri prefix ("...*") that does not end a path segment also
+ * admits its longer siblings: "spiffe://prod*" admits
+ * "spiffe://production/...".  A URN's segments end with ':' instead.
+ */
+static void
+report_uri_prefixes(const struct cfg_listener *li, FILE *out)
+{
+	char msg[900];
+	size_t i;
+
+	for (i = 0; i < li->allow.uri.n; i++) {
+		const char *p = li->allow.uri.v[i];
+		size_t n = strlen(p);
+		int plen = (int)n - 1;
+		char sep = strncmp(p, "urn:", 4) == 0 ? ':' : '/';
+
+		if (n < 2 || p[n - 1] != '*' || p[n - 2] == sep)
+			continue;
+		snprintf(msg, sizeof(msg), "listener %s: allow.uri \"%.200s\" "
+		    "is a prefix that does not end in \"%c\": it matches across "
+		    "path segments (\"%.*sX%c...\" too); write \"%.*s%c*\" if "
+		    "only what is under \"%.*s%c\" is meant", li->name, p, sep,
+		    plen, p, sep, plen, p, sep, plen, p, sep);
+		report_line(out, LOG_WARNING, msg);
+	}
+}
+
+/*
+ * Every date to watch (certificate expiries, CRL next updates), key file
+ * permissions and risky listener settings (CAs left without a CRL,
+ * allow.uri prefixes across path segments, no idle timeout): printed to
+ * ${out} (tls-echod -t) or logged, with a warning below expiry_warn_days.
+ * The nearest expiry goes to ${nearest}.
  */
 static void
 report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
@@ -331,6 +391,8 @@ report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
 				    "is readable by group or others (mode %04o): "
 				    "chmod 600 it", li->name, li->key.path, mode);
 		}
+		report_ca_crls(li, tls[i], out);
+		report_uri_prefixes(li, out);
 		if (li->idle_timeout_ms == 0) {
 			/* Only TCP keepalive (~2 min) then ends a silent peer. */
 			if (out != NULL)

@@ -1116,6 +1116,31 @@ tlsctx_dates(const struct tlsctx *t, struct tlsctx_date *out, size_t max)
 	return n;
 }
 
+size_t
+tlsctx_ca_crls(const struct tlsctx *t, struct tlsctx_ca_crl *out,
+    size_t max)
+{
+	const mbedtls_x509_crt *ca;
+	const mbedtls_x509_crl *crl;
+	size_t n = 0;
+
+	for (ca = &t->ca; ca != NULL && ca->raw.len > 0; ca = ca->next, n++) {
+		if (n >= max)
+			continue;
+		if (mbedtls_x509_dn_gets(out[n].name, sizeof(out[n].name),
+		    &ca->subject) < 0)
+			snprintf(out[n].name, sizeof(out[n].name), "?");
+		out[n].has_crl = 0;
+		/* By name, as chain verification picks a CA's CRLs (load_crls
+		 * made sure a CRL in a CA's name carries its signature). */
+		for (crl = t->has_crl ? &t->crl : NULL; crl != NULL &&
+		    !out[n].has_crl; crl = crl->next)
+			out[n].has_crl = crl->version != 0 &&
+			    dn_eq(&crl->issuer, &ca->subject);
+	}
+	return n;
+}
+
 unsigned
 tlsctx_key_mode(const struct tlsctx *t)
 {
