@@ -69,8 +69,9 @@ HARDEN_CFLAGS := -fPIE
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 
-DEPS_CFLAGS = $(shell pkg-config --cflags libconfig libsystemd)
-DEPS_LIBS = $(shell pkg-config --libs libconfig libsystemd) -lm
+# libseccomp: the workers' system call filter (src/sandbox.c).
+DEPS_CFLAGS = $(shell pkg-config --cflags libconfig libsystemd libseccomp)
+DEPS_LIBS = $(shell pkg-config --libs libconfig libsystemd libseccomp) -lm
 
 ALL_CFLAGS = $(WARNFLAGS) $(OPTFLAGS) $(HARDEN_CFLAGS) $(SANFLAGS) \
 	-D_GNU_SOURCE $(MBEDTLS_CFLAGS) $(DEPS_CFLAGS) \
@@ -149,6 +150,32 @@ TEST_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(ALL_CFLAGS)) \
 TEST_BINS := $(TESTDIR)/check_config $(TESTDIR)/check_proxy \
 	$(TESTDIR)/check_daemon $(TESTDIR)/check_relay $(TESTDIR)/check_lifecycle \
 	$(TESTDIR)/check_resume
+
+# check_sandbox: the workers' seccomp filter.  It needs a daemon that can be
+# told to break the rules: $(HOOKS_BIN) is the daemon with the test-only
+# trigger of src/sandbox.c (-DTLS_ECHOD_TEST_HOOKS: sigqueue(SIGUSR1, n)
+# makes a worker try forbidden call n); only worker.c and sandbox.c differ.
+# Never installed; the release binary has no such code.
+HOOKS_BIN := $(TESTDIR)/tls-echod-hooks
+HOOKS_OBJDIR := $(OBJDIR)/hooks
+HOOKS_OBJS := $(filter-out $(OBJDIR)/worker.o $(OBJDIR)/sandbox.o,$(OBJS)) \
+	$(HOOKS_OBJDIR)/worker.o $(HOOKS_OBJDIR)/sandbox.o
+TEST_BINS += $(TESTDIR)/check_sandbox
+
+$(HOOKS_OBJDIR)/%.o: src/%.c $(FLAGS_STAMP) | $(MBEDTLS_DEP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DTLS_ECHOD_TEST_HOOKS -MMD -MP -c -o $@ $<
+
+$(HOOKS_BIN): $(HOOKS_OBJS) $(MBEDTLS_LDLIBS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(HOOKS_OBJS) $(MBEDTLS_LDLIBS) $(DEPS_LIBS)
+
+$(TESTDIR)/check_sandbox: test/check_sandbox.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_sandbox.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
+-include $(HOOKS_OBJDIR)/worker.d $(HOOKS_OBJDIR)/sandbox.d
 
 # check_client: the tls-echo client tool against the real daemon.
 TEST_BINS += $(TESTDIR)/check_client
@@ -321,8 +348,8 @@ $(TESTDIR)/check_limits: test/check_limits.c test/harness.c test/harness.h
 # otherwise); NO_SYSTEMD=1 leaves it out.
 SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
 
-check-build: $(BIN) $(CLIENT_BIN) $(TEST_BINS) $(BENCHDIR)/loadgen \
-	$(BENCHDIR)/echo-backend
+check-build: $(BIN) $(CLIENT_BIN) $(TEST_BINS) $(HOOKS_BIN) \
+	$(BENCHDIR)/loadgen $(BENCHDIR)/echo-backend
 
 # --- make check: the stages ------------------------------------------------
 #
@@ -369,6 +396,7 @@ check-run: check-build
 	@test/gen-test-pki.sh $(TESTDIR)/pki
 	@$(CHECK_ENV) BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) \
 	  TLS_ECHOD_BIN=$(abspath $(BIN)) \
+	  TLS_ECHOD_HOOKS_BIN=$(abspath $(HOOKS_BIN)) \
 	  TEST_PKI=$(abspath $(TESTDIR)/pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/tmp) \
 	  test/run-tests.sh $(CHECK_SUITES)
@@ -384,7 +412,9 @@ check-asan:
 # again in the logs; test/valgrind.supp holds the suppressions, each with
 # its reason.  Under TEST_VALGRIND=1 the few tests that measure speed or
 # CPU time skip themselves (h_skip_under_valgrind); TEST_SANITIZED=1 turns
-# off RSS checks, as under ASan.
+# off RSS checks, as under ASan.  TLS_ECHOD_SANDBOX=0: workers run without
+# their seccomp filter here, which would kill valgrind's own system calls
+# (every other stage, ASan's included, runs with it).
 VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits
 VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
 VALGRIND = valgrind --leak-check=full \
@@ -398,6 +428,7 @@ check-valgrind: $(BIN) $(addprefix $(TESTDIR)/,$(VALGRIND_SUITES))
 	@mkdir -p $(TESTDIR)/vg-tmp $(VG_LOG_DIR)
 	@test/gen-test-pki.sh $(TESTDIR)/vg-pki
 	@VG_LOG_DIR=$(VG_LOG_DIR) TLS_ECHOD_WRAP="$(VALGRIND)" TEST_VALGRIND=1 \
+	  TLS_ECHOD_SANDBOX=0 \
 	  TEST_SANITIZED=1 BUILDDIR=$(BUILDDIR) TLS_ECHOD_BIN=$(abspath $(BIN)) \
 	  TEST_PKI=$(abspath $(TESTDIR)/vg-pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/vg-tmp) \

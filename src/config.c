@@ -57,7 +57,7 @@ static const char *const global_keys[] = {
 	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
 	"expiry_warn_days", "ticket_lifetime", "ticket_key_file",
-	"worker_connections", "max_connections_per_identity", NULL,
+	"worker_connections", "max_connections_per_identity", "sandbox", NULL,
 };
 static const char *const listener_keys[] = {
 	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
@@ -270,6 +270,20 @@ get_uint(struct loader *l, const config_setting_t *g, const char *name,
 		return -1;
 	}
 	*ret = (unsigned)v;
+	return 0;
+}
+
+/* A boolean; ${*ret} unchanged when absent. */
+static int
+get_bool(struct loader *l, const config_setting_t *g, const char *name,
+    bool *ret)
+{
+	config_setting_t *s;
+
+	if (get_typed(l, g, name, CONFIG_TYPE_BOOL, &s) != 0)
+		return -1;
+	if (s != NULL)
+		*ret = config_setting_get_bool(s) != 0;
 	return 0;
 }
 
@@ -1171,6 +1185,9 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	c->expiry_warn_days = DEFAULT_EXPIRY_WARN_DAYS;
 	c->ticket_lifetime_s = DEFAULT_TICKET_LIFETIME_S;
 	c->worker_connections = DEFAULT_WORKER_CONNECTIONS;
+	c->sandbox = true;
+	if (get_bool(l, root, "sandbox", &c->sandbox) != 0)
+		return -1;
 	if (get_uint(l, root, "expiry_warn_days", 0, 3650,
 	    &c->expiry_warn_days) != 0 ||
 	    get_uint(l, root, "ticket_lifetime", 60, 604800,

@@ -113,6 +113,7 @@ struct cfg {
 	unsigned shutdown_timeout_ms; /* SIGTERM: time live connections get */
 	unsigned drain_timeout_ms;    /* reload: time old workers get */
 	unsigned worker_connections;  /* all listeners together, per worker */
+	bool sandbox;                 /* workers run under a seccomp filter */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 };

@@ -48,6 +48,12 @@ log_open(enum log_target t, int force)
 		    LOG_TARGET_STDERR;
 }
 
+enum log_target
+log_target(void)
+{
+	return target;
+}
+
 const char *
 log_target_name(void)
 {

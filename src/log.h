@@ -43,6 +43,12 @@ struct log_field {
 void log_open(enum log_target target, int force);
 
 /**
+ * log_target():
+ * Where records go now.
+ */
+enum log_target log_target(void);
+
+/**
  * log_target_name():
  * "journal" or "stderr", for the startup line.
  */

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "net.h"
 #include "notify.h"
+#include "sandbox.h"
 #include "tlsctx.h"
 #include "version.h"
 #include "worker.h"
@@ -55,6 +56,7 @@ struct gen {
 	                       generation it takes over, or -1 */
 	size_t kept, opened; /* listener sockets kept from / added to prev */
 	struct census *census; /* its workers' shared counts */
+	bool sandbox;          /* its workers load the seccomp filter */
 };
 
 /* A worker process. */
@@ -67,6 +69,7 @@ struct proc {
 	unsigned backoff_ms;
 	uint64_t kill_at_ms;    /* retired generation: when to SIGKILL */
 	bool killed;            /* retired and SIGKILLed: no longer counted */
+	bool sandboxed;         /* under the seccomp filter (SIGSYS: its kill) */
 };
 
 struct master {
@@ -254,6 +257,17 @@ report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
 	}
 }
 
+/* Why workers of ${c} run without the seccomp filter, or NULL if they don't. */
+static const char *
+sandbox_off_reason(const struct cfg *c)
+{
+	if (sandbox_env_disabled())
+		return SANDBOX_ENV "=0 in the environment";
+	if (!c->sandbox)
+		return "sandbox = false";
+	return NULL;
+}
+
 int
 master_check(const struct cfg *c, FILE *out, char *err, size_t errlen)
 {
@@ -279,6 +293,9 @@ master_check(const struct cfg *c, FILE *out, char *err, size_t errlen)
 			    cfg_mode_name(c->listeners[i].mode), sum);
 		}
 		report_dates(c, tls, out, NULL, 0);
+		if (sandbox_off_reason(c) != NULL)
+			fprintf(out, "warning: %s: workers run without their "
+			    "seccomp filter\n", sandbox_off_reason(c));
 	}
 	ret = 0;
 out:
@@ -462,6 +479,7 @@ gen_new(struct cfg *c, const struct gen *prev, unsigned id, char *err,
 	g->cfg = c;
 	g->pipe_r = g->pipe_w = -1;
 	g->nls = c->nlisteners;
+	g->sandbox = sandbox_off_reason(c) == NULL;
 	g->ls = calloc(g->nls, sizeof(*g->ls));
 	g->reused = calloc(g->nls, sizeof(*g->reused));
 	if (g->ls == NULL || g->reused == NULL) {
@@ -536,6 +554,7 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 			.generation = g->id,
 			.creds = g->creds,
 			.census = g->census,
+			.sandbox = g->sandbox,
 		};
 		int status;
 
@@ -559,15 +578,23 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 	p->idx = idx;
 	p->started_ms = now;
 	p->respawn_at_ms = 0;
+	p->sandboxed = g->sandbox;
 }
 
+/*
+ * How a worker ended, for the log.  SIGSYS from a sandboxed worker is the
+ * seccomp filter's kill: nothing else sends it, and the kernel sends it for
+ * no other reason.
+ */
 static void
-describe_exit(int st, char *buf, size_t len)
+describe_exit(int st, bool sandboxed, char *buf, size_t len)
 {
 	if (WIFSIGNALED(st))
-		snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(st),
+		snprintf(buf, len, "killed by signal %d (%s)%s%s", WTERMSIG(st),
 		    strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" :
-		    "");
+		    "", sandboxed && WTERMSIG(st) == SIGSYS ? ": its seccomp "
+		    "sandbox stopped a system call it does not allow (the "
+		    "kernel log names it: audit type=1326)" : "");
 	else
 		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
 }
@@ -578,12 +605,12 @@ reap_old(struct master *m, pid_t pid, int st)
 	size_t i;
 
 	for (i = 0; i < m->nold; i++) {
-		char how[96];
+		char how[256];
 
 		if (m->old[i].pid != pid)
 			continue;
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			describe_exit(st, how, sizeof(how));
+			describe_exit(st, m->old[i].sandboxed, how, sizeof(how));
 			log_event(LOG_WARNING, LOG_ID_WORKER, NULL, 0, "retired "
 			    "worker %u of generation %u (pid %ld) %s",
 			    m->old[i].idx, m->old[i].gen, (long)pid, how);
@@ -602,7 +629,7 @@ reap(struct master *m, uint64_t now)
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		struct proc *p = NULL;
-		char how[96];
+		char how[256];
 		unsigned i;
 
 		if (reap_old(m, pid, st))
@@ -617,7 +644,7 @@ reap(struct master *m, uint64_t now)
 		 * per-identity limits) until its replacement starts. */
 		census_worker_start(m->cur->census, p->idx);
 		census_set_accepting(m->cur->census, p->idx, false);
-		describe_exit(st, how, sizeof(how));
+		describe_exit(st, p->sandboxed, how, sizeof(how));
 		if (m->stopping) {
 			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 				log_event(LOG_WARNING, LOG_ID_WORKER, NULL, 0,
@@ -678,7 +705,10 @@ set_status(struct master *m)
 	    "", m->nearest);
 }
 
-/* Log the dates of generation ${g} and remember the nearest expiry. */
+/*
+ * Log the dates of generation ${g} and remember the nearest expiry; warn if
+ * its workers run without the seccomp filter.
+ */
 static void
 report_gen(struct master *m, const struct gen *g)
 {
@@ -691,6 +721,9 @@ report_gen(struct master *m, const struct gen *g)
 		tls[i] = g->ls[i].tls;
 	report_dates(g->cfg, tls, NULL, m->nearest, sizeof(m->nearest));
 	free(tls);
+	if (!g->sandbox)
+		log_msg(LOG_WARNING, "%s: workers run without their seccomp "
+		    "filter", sandbox_off_reason(g->cfg));
 }
 
 /* Retire the current generation: its workers drain, its sockets close. */

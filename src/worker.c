@@ -20,6 +20,7 @@
 #include "census.h"
 #include "conn.h"
 #include "log.h"
+#include "sandbox.h"
 #include "tlsctx.h"
 
 #define TICK_MS 250          /* housekeeping: paused listeners */
@@ -240,8 +241,21 @@ on_signal(struct worker *w, uint64_t now)
 			/* The master needs us gone: close everything now, each
 			 * connection with close_notify and its log line. */
 			begin_stop(w, now, 0, "stopped by the master");
-		else if (si.ssi_signo == SIGUSR1)
+		else if (si.ssi_signo == SIGUSR1) {
+#ifdef TLS_ECHOD_TEST_HOOKS
+			/* Test builds: sigqueue(SIGUSR1, n) makes forbidden
+			 * call n (sandbox.h); the test watches us die. */
+			if (si.ssi_code == SI_QUEUE && si.ssi_int != 0) {
+				int e = sandbox_test_violate(si.ssi_int);
+
+				log_msg(LOG_NOTICE, "worker %u: test call %d "
+				    "returned: %s", w->index, si.ssi_int,
+				    e == 0 ? "success" : strerror(e));
+				continue;
+			}
+#endif
 			log_status(w);
+		}
 	}
 }
 
@@ -466,9 +480,32 @@ loop(struct worker *w)
 	}
 }
 
+/* What this configuration's workers need beyond the common calls. */
+static void
+policy_of(const struct worker_args *a, struct sandbox_policy *p)
+{
+	size_t i;
+
+	memset(p, 0, sizeof(*p));
+	for (i = 0; i < a->nlisteners; i++) {
+		const struct cfg_listener *li = a->listeners[i].cfg;
+
+		if (li->mode != CFG_MODE_RELAY)
+			continue;
+		switch (li->backend.addr.ss_family) {
+		case AF_INET: p->tcp4 = true; break;
+		case AF_INET6: p->tcp6 = true; break;
+		case AF_UNIX: p->unix_stream = true; break;
+		default: break;
+		}
+	}
+	p->journal = log_target() == LOG_TARGET_JOURNAL;
+}
+
 int
 worker_run(const struct worker_args *a)
 {
+	struct sandbox_policy sp;
 	struct worker w;
 	char err[256];
 	sigset_t none;
@@ -487,10 +524,15 @@ worker_run(const struct worker_args *a)
 	sigaddset(&none, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &none, NULL);
 
-	/* Privileges go first: nothing below needs them. */
+	/*
+	 * Privileges go first: nothing below needs them.  The sandbox comes
+	 * last, once everything is open, before the first accept.
+	 */
+	policy_of(a, &sp);
 	if (drop_privileges(&a->creds, err, sizeof(err)) != 0 ||
 	    tlsctx_worker_init(err, sizeof(err)) != 0 ||
-	    setup(&w, a, err, sizeof(err)) != 0) {
+	    setup(&w, a, err, sizeof(err)) != 0 ||
+	    (a->sandbox && sandbox_enter(&sp, err, sizeof(err)) != 0)) {
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0,
 		    "worker %u cannot start: %s", a->index, err);
 		goto out;

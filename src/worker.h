@@ -6,11 +6,14 @@
  * generator, drops privileges, and then serves until told to stop, then
  * drains its live connections: SIGTERM (shutdown) gives them shutdown_timeout;
  * the master's pipe closing (a reload retired this generation, or the master
- * died) gives them drain_timeout.  SIGUSR1 logs a status line.
+ * died) gives them drain_timeout.  SIGUSR1 logs a status line.  Once set up
+ * (privileges dropped, sockets registered), it loads its seccomp filter
+ * (sandbox.h) before the first accept.
  */
 #ifndef TLS_ECHOD_WORKER_H
 #define TLS_ECHOD_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -42,6 +45,7 @@ struct worker_args {
 	unsigned generation; /* 1, then one more per successful reload */
 	struct worker_creds creds;
 	struct census *census; /* the generation's shared counts, or NULL */
+	bool sandbox;          /* run under the seccomp filter (sandbox.h) */
 };
 
 /**
