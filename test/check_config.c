@@ -513,6 +513,24 @@ START_TEST(integer_for_log_is_refused)
 }
 END_TEST
 
+START_TEST(sandbox_must_be_a_boolean_and_false_turns_it_off)
+{
+	struct cfg *c = load_fmt("type-sandbox.conf",
+	    "sandbox = \"no\";\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+
+	ASSERT_ERR(c, 1, "sandbox", "must be a boolean");
+	c = load_fmt("sandbox-off.conf",
+	    "sandbox = false;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_LOADED(c);
+	ck_assert(!c->sandbox);
+	cfg_free(c);
+}
+END_TEST
+
 START_TEST(tls_that_is_not_a_group_is_refused)
 {
 	struct cfg *c = load_text("type-tls.conf",
@@ -1327,6 +1345,7 @@ START_TEST(minimal_config_gets_documented_defaults)
 	ck_assert_ptr_null(c->user);
 	ck_assert_ptr_null(c->group);
 	ck_assert_int_eq(c->log, CFG_LOG_AUTO);
+	ck_assert(c->sandbox);
 	ck_assert_uint_eq(c->shutdown_timeout_ms, 30000);
 	ck_assert_uint_eq(c->nlisteners, 1);
 	li = &c->listeners[0];
@@ -2066,6 +2085,7 @@ cfg_load_suite(void)
 	tcase_add_test(tc, integer_for_listen_is_refused);
 	tcase_add_test(tc, integer_for_tls_key_is_refused);
 	tcase_add_test(tc, integer_for_log_is_refused);
+	tcase_add_test(tc, sandbox_must_be_a_boolean_and_false_turns_it_off);
 	tcase_add_test(tc, tls_that_is_not_a_group_is_refused);
 	tcase_add_test(tc, listeners_that_is_not_a_list_is_refused);
 	tcase_add_test(tc, listeners_as_a_single_group_is_refused);
