@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "census.h"
+#include "ctl.h"
 #include "conn.h"
 #include "log.h"
 #include "tlsctx.h"
@@ -26,6 +27,7 @@
 #define ACCEPT_BATCH 64      /* accepts per wakeup, so one listener can't hog */
 #define ACCEPT_PAUSE_MS 250  /* after EMFILE and friends */
 #define MAX_EVENTS 128
+#define DRAIN_MAX_MS 86400000u /* config's bound on drain_timeout */
 
 /* epoll cookies of the worker's own (conn.h: a conn starts with CONN_EV_KIND) */
 enum { EV_LISTENER = 2, EV_SIGNAL, EV_MASTER };
@@ -200,9 +202,6 @@ begin_stop(struct worker *w, uint64_t now, unsigned timeout_ms,
 		close(w->ls[i].fd);
 		w->ls[i].fd = -1;
 	}
-	/* The master waits for this before a reload's READY=1. */
-	if (w->conns.census != NULL)
-		census_set_accepting(w->conns.census, w->index, false);
 	log_event(LOG_INFO, LOG_ID_WORKER, NULL, 0, "worker %u (generation "
 	    "%u) stopping (%s): %zu connection(s) get up to %.1f s",
 	    w->index, w->generation, why, w->conns.n, timeout_ms / 1000.0);
@@ -245,38 +244,49 @@ on_signal(struct worker *w, uint64_t now)
 	}
 }
 
+/*
+ * Stop taking connections and drain for ${drain_ms}.  With EPOLLEXCLUSIVE
+ * a new connection wakes one worker: if it woke us in this batch, nobody
+ * else was told, so take what waits before leaving the listeners.
+ */
+static void
+retire(struct worker *w, uint64_t now, unsigned drain_ms, const char *why)
+{
+	size_t i;
+
+	for (i = 0; i < w->nls; i++)
+		if (w->ls[i].registered)
+			accept_some(w, &w->ls[i], now);
+	begin_stop(w, now, drain_ms, why);
+}
+
+/* The master's word: a reload retired us, or the master is gone. */
 static void
 on_master(struct worker *w, uint64_t now)
 {
-	for (;;) {
-		char b[16];
-		ssize_t n = read(w->master.fd, b, sizeof(b));
+	struct ctl_msg m;
+	int r;
 
-		if (n > 0)
-			continue; /* nothing is sent on it: only its end counts */
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	while ((r = ctl_recv(w->master.fd, &m)) != -1) {
+		if (r == 0) {
+			/* EOF: the master died.  No new connections; the
+			 * live ones get our own drain_timeout. */
+			(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd,
+			    NULL);
+			retire(w, now, w->drain_ms, "the master exited");
 			return;
-		/*
-		 * The master closed our generation's pipe (a reload retired
-		 * us) or died: either way, no new connections; finish the
-		 * live ones.
-		 */
-		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd, NULL);
-		/*
-		 * With EPOLLEXCLUSIVE a new connection wakes one worker: if
-		 * it woke us in this batch, nobody else was told.  Take what
-		 * waits before leaving; READY=1 waits for us anyway.
-		 */
-		for (size_t i = 0; i < w->nls; i++)
-			if (w->ls[i].registered)
-				accept_some(w, &w->ls[i], now);
-		/* A reload left the new drain_timeout in our census. */
-		if (w->conns.census != NULL)
-			w->drain_ms = census_drain_ms(w->conns.census,
-			    w->drain_ms);
-		begin_stop(w, now, w->drain_ms, "retired by reload, or the "
-		    "master exited");
-		return;
+		}
+		if (r != 1 || m.type != CTL_RETIRE)
+			continue; /* not ours: nothing else is ever sent */
+		/* The new configuration's drain_timeout (config bounds it;
+		 * the clamp keeps a deadline sane whatever arrives). */
+		w->drain_ms = m.arg < DRAIN_MAX_MS ? m.arg : DRAIN_MAX_MS;
+		retire(w, now, w->drain_ms, "retired by reload");
+		/* The master's READY=1 waits for this (or for our exit). */
+		if (ctl_send(w->master.fd, CTL_LEFT, 0) != 0)
+			log_msg(LOG_WARNING, "worker %u: cannot tell the master "
+			    "it left the listening sockets: %s", w->index,
+			    strerror(errno));
 	}
 }
 
