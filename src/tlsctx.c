@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -961,13 +962,38 @@ fail:
 	return -1;
 }
 
+static size_t
+ctx_len(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (sizeof(struct tlsctx) + page - 1) / page * page;
+}
+
+/*
+ * A zeroed context on pages of its own, left out of core dumps: it holds
+ * the ticket secret.  (The private key lives in mbedTLS's heap objects;
+ * the processes are not dumpable at all: master_run, worker_run.)
+ */
+static struct tlsctx *
+ctx_alloc(void)
+{
+	void *p = mmap(NULL, ctx_len(), PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, ctx_len(), MADV_DONTDUMP);
+	return p;
+}
+
 struct tlsctx *
 tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
     size_t errlen)
 {
 	struct tlsctx *t;
 
-	if ((t = calloc(1, sizeof(*t))) == NULL) {
+	if ((t = ctx_alloc()) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -1039,7 +1065,7 @@ tlsctx_free(struct tlsctx *t)
 	free(t->bname);
 	free(t->bca_path);
 	mbedtls_platform_zeroize(t, sizeof(*t));
-	free(t);
+	(void)munmap(t, ctx_len());
 }
 
 void

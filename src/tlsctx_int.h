@@ -29,7 +29,8 @@ struct tlsctx {
 	 * ticket_key_file, every host) agrees, and a ticket opens nowhere
 	 * else: not on another listener, not after the trust changed. */
 	int tickets;            /* resumption on */
-	uint8_t ticket_secret[32]; /* wiped with the context */
+	uint8_t ticket_secret[32]; /* wiped with the context, which is
+	                              left out of core dumps */
 	unsigned ticket_lifetime;  /* seconds: one key period */
 	char *ticket_name;         /* owned: the listener's name, whole */
 	uint8_t policy[32];        /* SHA-256 of the trust settings */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,6 +91,23 @@ drop_privileges(const struct worker_creds *cr, char *err, size_t errlen)
 	    (cr->uid != 0 && setuid(0) == 0)) {
 		snprintf(err, errlen, "privilege drop to user %s did not "
 		    "take effect", cr->user);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A worker holds the private key and session keys: no core dumps, no
+ * ptrace by its (unprivileged) user, whatever the uid change or the
+ * system's suid_dumpable did to the flag the master set.
+ */
+static int
+stay_undumpable(char *err, size_t errlen)
+{
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
+	    prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		snprintf(err, errlen, "cannot make the worker undumpable: %s",
+		    strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -499,6 +517,7 @@ worker_run(const struct worker_args *a)
 
 	/* Privileges go first: nothing below needs them. */
 	if (drop_privileges(&a->creds, err, sizeof(err)) != 0 ||
+	    stay_undumpable(err, sizeof(err)) != 0 ||
 	    tlsctx_worker_init(err, sizeof(err)) != 0 ||
 	    setup(&w, a, err, sizeof(err)) != 0) {
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0,

@@ -1919,6 +1919,72 @@ END_TEST
 /* privileges                                                                */
 /* ------------------------------------------------------------------------- */
 
+/* ${pid} has a writable mapping marked "dd" (MADV_DONTDUMP) in its smaps. */
+static bool
+has_dontdump_mapping(pid_t pid)
+{
+	char path[64], line[512];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/smaps", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		/* Writable ones: the kernel's own [vvar] pages are "dd" too. */
+		if (strncmp(line, "VmFlags:", 8) == 0 &&
+		    strstr(line, " wr") != NULL && strstr(line, " dd") != NULL)
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/*
+ * Key material stays out of core dumps: the TLS contexts (ticket secret)
+ * are on pages marked MADV_DONTDUMP in the master and its workers, and a
+ * worker that runs as another user stays undumpable (its /proc files stay
+ * root's, so that user cannot ptrace it or read its memory).
+ */
+START_TEST(test_key_material_is_left_out_of_core_dumps)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct stat st;
+	pid_t w[4];
+	char path[64];
+	int n, i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: needs root (a worker as "
+		    "nobody)\n");
+		return;
+	}
+	up_simple(&d, &nl, "dontdump", "workers = 2; user = \"nobody\";");
+	n = h_daemon_workers(&d, w, 4, 2, 3000);
+	ck_assert_int_eq(n, 2);
+	ck_assert_msg(has_dontdump_mapping(d.pid), "the master has no "
+	    "MADV_DONTDUMP mapping");
+	for (i = 0; i < n; i++) {
+		int64_t until = h_now_ms() + 3000;
+		long ids[4];
+
+		/* Wait (bounded) for the drop to nobody. */
+		while (proc_ids(w[i], "Uid:", ids) == 0 && ids[0] != 65534 &&
+		    h_now_ms() < until)
+			usleep(10000);
+		ck_assert_msg(has_dontdump_mapping(w[i]), "worker %ld has no "
+		    "MADV_DONTDUMP mapping", (long)w[i]);
+		snprintf(path, sizeof(path), "/proc/%ld/mem", (long)w[i]);
+		ck_assert(stat(path, &st) == 0);
+		ck_assert_msg(st.st_uid == 0, "worker %ld (as nobody) is "
+		    "dumpable: %s belongs to uid %ld", (long)w[i], path,
+		    (long)st.st_uid);
+	}
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
 START_TEST(test_workers_drop_to_nobody_while_master_stays_root)
 {
 	struct h_daemon d;
@@ -2803,6 +2869,7 @@ lifecycle_suite(void)
 	    test_worker_scribbling_shared_memory_cannot_move_the_master);
 	tcase_add_test(tc, test_new_generation_worker_maps_only_its_own_census);
 	tcase_add_test(tc, test_worker_sending_junk_control_messages_is_ignored);
+	tcase_add_test(tc, test_key_material_is_left_out_of_core_dumps);
 	tcase_add_test(tc, test_workers_outlive_killed_master_only_to_drain);
 	tcase_add_test(tc, test_workers_drop_to_nobody_while_master_stays_root);
 	tcase_add_test(tc, test_non_root_daemon_with_user_root_refuses_to_start);
