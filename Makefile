@@ -438,10 +438,12 @@ check-systemd: $(BIN)
 
 # --- benchmarks (bench/) ---------------------------------------------------
 # bench/run.sh: tls-echod, stunnel and haproxy side by side and the crypto
-# bound of our mbedTLS (see the script's header).  The peers are bench-only
-# dependencies: `make bench` passes them to scripts/install-deps.sh, so
-# `make check` never installs them; libssl-dev (the load generator's client
-# library) is already a test dependency.
+# bound of our mbedTLS (see the script's header; BENCH_ECHOD_REF=<an older
+# tls-echod> measures that one too, in turn with ours, for before/after
+# ratios from one run).  The peers are bench-only dependencies: `make bench`
+# passes them to scripts/install-deps.sh, so `make check` never installs
+# them; libssl-dev (the load generator's client library) is already a test
+# dependency.
 BENCH_BINS := $(BENCHDIR)/loadgen $(BENCHDIR)/cryptobench $(BENCHDIR)/echo-backend
 BENCH_DEPS := stunnel4 haproxy
 BENCH_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(WARNFLAGS)) \
