@@ -189,6 +189,14 @@ $(TESTDIR)/check_units: test/check_units.c $(OBJDIR)/timerq.o $(OBJDIR)/census.o
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
+# check_lograte: which refusals are logged one by one, and the counts of the
+# rest (src/lograte.c).
+TEST_BINS += $(TESTDIR)/check_lograte
+
+$(TESTDIR)/check_lograte: test/check_lograte.c $(OBJDIR)/lograte.o
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
 $(TESTDIR)/check_proxy: test/check_proxy.c $(OBJDIR)/proxy.o
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
