@@ -34,6 +34,7 @@
 #define DEFAULT_MAX_CONNECTIONS 10000u
 #define DEFAULT_RECORD_SIZE 4096u
 #define DEFAULT_WORKER_CONNECTIONS 20000u
+#define DEFAULT_LOG_REFUSALS_PER_S 10u
 #define MAX_WORKERS 256u
 #define MAX_LISTENERS 256u
 
@@ -57,7 +58,8 @@ static const char *const global_keys[] = {
 	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
 	"expiry_warn_days", "ticket_lifetime", "ticket_key_file",
-	"worker_connections", "max_connections_per_identity", NULL,
+	"worker_connections", "max_connections_per_identity",
+	"log_refusals_per_second", NULL,
 };
 static const char *const listener_keys[] = {
 	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
@@ -1171,6 +1173,7 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	c->expiry_warn_days = DEFAULT_EXPIRY_WARN_DAYS;
 	c->ticket_lifetime_s = DEFAULT_TICKET_LIFETIME_S;
 	c->worker_connections = DEFAULT_WORKER_CONNECTIONS;
+	c->log_refusals_per_s = DEFAULT_LOG_REFUSALS_PER_S;
 	if (get_uint(l, root, "expiry_warn_days", 0, 3650,
 	    &c->expiry_warn_days) != 0 ||
 	    get_uint(l, root, "ticket_lifetime", 60, 604800,
@@ -1192,7 +1195,9 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	    get_uint(l, root, "max_connections_per_identity", 0, 1000000,
 	    &d.max_per_identity) != 0 ||
 	    get_uint(l, root, "worker_connections", 1, 1000000,
-	    &c->worker_connections) != 0)
+	    &c->worker_connections) != 0 ||
+	    get_uint(l, root, "log_refusals_per_second", 0, 1000000,
+	    &c->log_refusals_per_s) != 0)
 		return -1;
 
 	if (get_string(l, root, "user", false, &user, &s) != 0)

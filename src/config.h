@@ -113,6 +113,8 @@ struct cfg {
 	unsigned shutdown_timeout_ms; /* SIGTERM: time live connections get */
 	unsigned drain_timeout_ms;    /* reload: time old workers get */
 	unsigned worker_connections;  /* all listeners together, per worker */
+	unsigned log_refusals_per_s;  /* logged in full per listener, reason,
+	                                 worker and second; the rest counted */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 };

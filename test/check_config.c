@@ -582,6 +582,8 @@ static const struct {
 	{ "shutdown_timeout = -5;", "shutdown_timeout" },
 	{ "max_connections = 0;", "max_connections" },
 	{ "max_connections = 2000000;", "max_connections" },
+	{ "log_refusals_per_second = -1;", "log_refusals_per_second" },
+	{ "log_refusals_per_second = 1000001;", "log_refusals_per_second" },
 };
 
 START_TEST(global_value_out_of_range_is_refused)
@@ -630,10 +632,12 @@ START_TEST(range_limits_are_accepted)
 	    "handshake_timeout = 0.1;\n"
 	    "idle_timeout = 0;\n"
 	    "max_connections = 1;\n"
+	    "log_refusals_per_second = 1000000;\n"
 	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
 	    tls_line);
 
 	ASSERT_LOADED(c);
+	ck_assert_uint_eq(c->log_refusals_per_s, 1000000);
 	ck_assert_uint_eq(c->workers, 256);
 	ck_assert_uint_eq(c->shutdown_timeout_ms, 0);
 	ck_assert_uint_eq(c->listeners[0].handshake_timeout_ms, 100);
@@ -643,10 +647,12 @@ START_TEST(range_limits_are_accepted)
 
 	c = load_fmt("range-limits-low.conf",
 	    "workers = 1;\n"
+	    "log_refusals_per_second = 0;\n"
 	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
 	    tls_line);
 	ASSERT_LOADED(c);
 	ck_assert_uint_eq(c->workers, 1);
+	ck_assert_uint_eq(c->log_refusals_per_s, 0);
 	cfg_free(c);
 }
 END_TEST
@@ -1328,6 +1334,7 @@ START_TEST(minimal_config_gets_documented_defaults)
 	ck_assert_ptr_null(c->group);
 	ck_assert_int_eq(c->log, CFG_LOG_AUTO);
 	ck_assert_uint_eq(c->shutdown_timeout_ms, 30000);
+	ck_assert_uint_eq(c->log_refusals_per_s, 10);
 	ck_assert_uint_eq(c->nlisteners, 1);
 	li = &c->listeners[0];
 	ck_assert_str_eq(li->name, "echo");
