@@ -27,6 +27,8 @@
 #define LOG_ID_STATUS     "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0b"
 #define LOG_ID_CRL        "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0c"
 #define LOG_ID_EXPIRY     "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0d"
+/* Refusals counted, not logged one by one (SUPPRESSED=count). */
+#define LOG_ID_REFUSED_SUPPRESSED "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0e"
 
 enum log_target { LOG_TARGET_STDERR, LOG_TARGET_JOURNAL };
 

@@ -356,7 +356,7 @@ setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
 		w->ls[i].kind = EV_LISTENER;
 		w->ls[i].fd = a->listeners[i].fd;
 		conn_listener_init(&w->ls[i].cl, a->listeners[i].cfg,
-		    a->listeners[i].tls);
+		    a->listeners[i].tls, a->cfg->log_refusals_per_s);
 		if (listener_register(w, &w->ls[i]) != 0)
 			goto epoll_fail;
 	}
@@ -410,12 +410,24 @@ trim_memory(struct worker *w, uint64_t now)
 	}
 }
 
+/* Summaries of the refusals counted instead of logged (conn.c). */
+static void
+log_suppressed(struct worker *w, uint64_t now, bool all)
+{
+	size_t i;
+
+	for (i = 0; i < w->nls; i++)
+		conn_listener_log_suppressed(&w->ls[i].cl, now, all);
+}
+
 static void
 tick(struct worker *w, uint64_t now)
 {
 	size_t i;
 
 	trim_memory(w, now);
+	/* The tick runs anyway: summaries add no wakeup to an idle worker. */
+	log_suppressed(w, now, false);
 	if (w->stopping)
 		return;
 	for (i = 0; i < w->nls; i++)
@@ -525,6 +537,8 @@ worker_run(const struct worker_args *a)
 		goto out;
 	}
 	loop(&w);
+	/* Nothing counted is lost: what the last second held, at exit. */
+	log_suppressed(&w, worker_now_ms(), true);
 	status = 0;
 out:
 	if (w.sig.fd >= 0)
