@@ -1508,6 +1508,7 @@ junk_flood(struct h_daemon *d, int n, int spread_ms, int probe_ms,
 	int64_t end = t0 + spread_ms + FLOOD_CONN_MS + 20000;
 
 	memset(f, 0, sizeof(*f));
+	memset(j, 0, sizeof(j));
 	for (k = 0; k < FLOOD_INFLIGHT; k++)
 		j[k].fd = -1;
 	while ((started < n || open_n > 0) && h_now_ms() < end) {
