@@ -258,7 +258,7 @@ $(TESTDIR)/check_identity: test/check_identity.c test/harness.c test/harness.h
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
 IDENTITY_UNIT_OBJS := $(OBJDIR)/identity.o $(OBJDIR)/tlssess.o $(OBJDIR)/tlsctx.o \
-	$(OBJDIR)/tlsclock.o
+	$(OBJDIR)/tlsclock.o $(OBJDIR)/json.o
 
 $(TESTDIR)/check_identity_unit: test/check_identity_unit.c $(IDENTITY_UNIT_OBJS) \
 		$(MBEDTLS_LDLIBS)
@@ -285,11 +285,12 @@ $(FUZZDIR)/fuzz_allow: fuzz/fuzz_allow.c src/identity.c src/identity.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_allow.c src/identity.c
 
 $(FUZZDIR)/fuzz_san: fuzz/fuzz_san.c src/identity.c src/tlssess.c src/tlsctx.c src/tlsclock.c \
+		src/json.c \
 		src/identity.h src/tlssess.h src/tlsctx.h src/tlsctx_int.h \
 		$(MBEDTLS_LDLIBS) | $(MBEDTLS_DEP)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_san.c src/identity.c \
-		src/tlssess.c src/tlsctx.c src/tlsclock.c $(MBEDTLS_LDLIBS)
+		src/tlssess.c src/tlsctx.c src/tlsclock.c src/json.c $(MBEDTLS_LDLIBS)
 
 $(FUZZDIR)/fuzz_config: fuzz/fuzz_config.c src/config.c src/config.h
 	@mkdir -p $(@D)

@@ -1233,9 +1233,11 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 			c->log = CFG_LOG_JOURNAL;
 		else if (strcmp(log, "stderr") == 0)
 			c->log = CFG_LOG_STDERR;
+		else if (strcmp(log, "json") == 0)
+			c->log = CFG_LOG_JSON;
 		else {
 			fail(l, s, "log: unknown value \"%s\" (use \"auto\", "
-			    "\"journal\" or \"stderr\")", log);
+			    "\"journal\", \"stderr\" or \"json\")", log);
 			return -1;
 		}
 	}

@@ -42,7 +42,7 @@ struct cfg_allow {
 	size_t nspki;
 };
 enum cfg_proxy { CFG_PROXY_OFF, CFG_PROXY_V1, CFG_PROXY_V2 };
-enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR };
+enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR, CFG_LOG_JSON };
 
 /* A file setting: resolved path plus where it was written, for messages. */
 struct cfg_file {

@@ -105,6 +105,14 @@ struct master {
 
 static void maybe_ready(struct master *m, uint64_t now);
 
+/* Where the configuration sends records (auto: log_open decides). */
+static enum log_target
+log_target(const struct cfg *c)
+{
+	return c->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
+	    c->log == CFG_LOG_JSON ? LOG_TARGET_JSON : LOG_TARGET_STDERR;
+}
+
 /* Resolve user/group settings to ids; uid -1 if no user is configured. */
 static int
 resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
@@ -875,8 +883,7 @@ reload(struct master *m, uint64_t now)
 		log_msg(LOG_ERR, "out of memory: some workers of generation %u "
 		    "drain untracked", prev_id);
 	}
-	log_open(g->cfg->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
-	    LOG_TARGET_STDERR, g->cfg->log != CFG_LOG_AUTO);
+	log_open(log_target(g->cfg), g->cfg->log != CFG_LOG_AUTO);
 	m->cur = g;
 	m->slots = slots;
 	m->nslots = g->cfg->workers;
@@ -1214,8 +1221,7 @@ master_run(struct cfg *c)
 
 	/* Private keys live in this process and its workers: no core dumps. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	log_open(c->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
-	    LOG_TARGET_STDERR, c->log != CFG_LOG_AUTO);
+	log_open(log_target(c), c->log != CFG_LOG_AUTO);
 	log_event(LOG_INFO, LOG_ID_START, NULL, 0, "tls-echod %s starting "
 	    "(mbedTLS %s, %s; config %s; log to %s)", TLS_ECHOD_VERSION,
 	    tlsctx_library_version(), TLS_ECHOD_MBEDTLS_ORIGIN, c->path,

@@ -4,6 +4,7 @@
 #include "tlssess.h"
 #include "tlsctx_int.h"
 #include "identity.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -971,58 +972,21 @@ tlssess_crt_identity(const struct mbedtls_x509_crt *crt, struct identity *id)
 		id->has_spki = true;
 }
 
-/* Append ${v} as a JSON string (with quotes) at ${buf}+${*off}. */
-static void
-json_str(char *buf, size_t len, size_t *off, const char *v)
-{
-	const unsigned char *p;
-	/* Certificate names in UTF-8 go out as the same text; other bytes
-	 * as the Latin-1 characters they would be. */
-	bool utf8 = identity_utf8_ok(v, strlen(v));
-
-	if (*off + 2 >= len)
-		return;
-	buf[(*off)++] = '"';
-	for (p = (const unsigned char *)v; *p != '\0' && *off + 8 < len; p++) {
-		if (*p == '"' || *p == '\\') {
-			buf[(*off)++] = '\\';
-			buf[(*off)++] = (char)*p;
-		} else if (*p >= 0x80 && utf8)
-			buf[(*off)++] = (char)*p;
-		else if (*p < 0x20 || *p >= 0x7f)
-			*off += (size_t)snprintf(buf + *off, len - *off,
-			    "\\u%04x", *p);
-		else
-			buf[(*off)++] = (char)*p;
-	}
-	buf[(*off)++] = '"';
-	buf[*off] = '\0';
-}
-
-static void
-json_raw(char *buf, size_t len, size_t *off, const char *v)
-{
-	int w = snprintf(buf + *off, len - *off, "%s", v);
-
-	if (w > 0)
-		*off = *off + (size_t)w < len ? *off + (size_t)w : len - 1;
-}
-
 static void
 json_list(char *buf, size_t len, size_t *off, const char *key,
     char *const *v, size_t n)
 {
 	size_t i;
 
-	json_raw(buf, len, off, ",");
-	json_str(buf, len, off, key);
-	json_raw(buf, len, off, ":[");
+	json_put_raw(buf, len, off, ",");
+	json_put_str(buf, len, off, key);
+	json_put_raw(buf, len, off, ":[");
 	for (i = 0; i < n; i++) {
 		if (i > 0)
-			json_raw(buf, len, off, ",");
-		json_str(buf, len, off, v[i]);
+			json_put_raw(buf, len, off, ",");
+		json_put_str(buf, len, off, v[i]);
 	}
-	json_raw(buf, len, off, "]");
+	json_put_raw(buf, len, off, "]");
 }
 
 size_t
@@ -1036,10 +1000,10 @@ tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
 	if (len < 64)
 		return 0;
 	tlssess_peer_subject(s, subject, sizeof(subject));
-	json_raw(buf, len, &off, "{\"verified\":");
-	json_raw(buf, len, &off, crt != NULL ? "true" : "false");
-	json_raw(buf, len, &off, ",\"subject\":");
-	json_str(buf, len, &off, subject);
+	json_put_raw(buf, len, &off, "{\"verified\":");
+	json_put_raw(buf, len, &off, crt != NULL ? "true" : "false");
+	json_put_raw(buf, len, &off, ",\"subject\":");
+	json_put_str(buf, len, &off, subject);
 	json_list(buf, len, &off, "cn", id->cn, id->ncn);
 	json_list(buf, len, &off, "ou", id->ou, id->nou);
 	json_list(buf, len, &off, "dns", id->dns, id->ndns);
@@ -1055,12 +1019,12 @@ tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
 		snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02dZ",
 		    crt->valid_to.year, crt->valid_to.mon, crt->valid_to.day,
 		    crt->valid_to.hour, crt->valid_to.min, crt->valid_to.sec);
-		json_raw(buf, len, &off, ",\"issuer\":");
-		json_str(buf, len, &off, issuer);
-		json_raw(buf, len, &off, ",\"serial\":");
-		json_str(buf, len, &off, serial);
-		json_raw(buf, len, &off, ",\"not_after\":");
-		json_str(buf, len, &off, when);
+		json_put_raw(buf, len, &off, ",\"issuer\":");
+		json_put_str(buf, len, &off, issuer);
+		json_put_raw(buf, len, &off, ",\"serial\":");
+		json_put_str(buf, len, &off, serial);
+		json_put_raw(buf, len, &off, ",\"not_after\":");
+		json_put_str(buf, len, &off, when);
 	}
 	if (id->has_spki) {
 		static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
@@ -1088,16 +1052,16 @@ tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
 			spki[k++] = '=';
 		}
 		spki[k] = '\0';
-		json_raw(buf, len, &off, ",\"spki_sha256\":");
-		json_str(buf, len, &off, spki);
+		json_put_raw(buf, len, &off, ",\"spki_sha256\":");
+		json_put_str(buf, len, &off, spki);
 	}
-	json_raw(buf, len, &off, ",\"tls_version\":");
-	json_str(buf, len, &off, tlssess_version(s));
-	json_raw(buf, len, &off, ",\"cipher\":");
-	json_str(buf, len, &off, tlssess_cipher(s));
-	json_raw(buf, len, &off, ",\"resumed\":");
-	json_raw(buf, len, &off, tlssess_resumed(s) ? "true" : "false");
-	json_raw(buf, len, &off, "}\n");
+	json_put_raw(buf, len, &off, ",\"tls_version\":");
+	json_put_str(buf, len, &off, tlssess_version(s));
+	json_put_raw(buf, len, &off, ",\"cipher\":");
+	json_put_str(buf, len, &off, tlssess_cipher(s));
+	json_put_raw(buf, len, &off, ",\"resumed\":");
+	json_put_raw(buf, len, &off, tlssess_resumed(s) ? "true" : "false");
+	json_put_raw(buf, len, &off, "}\n");
 	return off;
 }
 

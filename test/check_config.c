@@ -1445,6 +1445,7 @@ static const struct {
 	{ "auto", CFG_LOG_AUTO },
 	{ "journal", CFG_LOG_JOURNAL },
 	{ "stderr", CFG_LOG_STDERR },
+	{ "json", CFG_LOG_JSON },
 };
 
 START_TEST(log_value_is_accepted)
