@@ -57,7 +57,8 @@ struct defaults {
 static const char *const global_keys[] = {
 	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
-	"expiry_warn_days", "ticket_lifetime", "ticket_key_file",
+	"expiry_warn_days", "ticket_lifetime", "ticket_max_age",
+	"ticket_key_file",
 	"worker_connections", "max_connections_per_identity",
 	"log_refusals_per_second", NULL,
 };
@@ -1178,9 +1179,14 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	    &c->expiry_warn_days) != 0 ||
 	    get_uint(l, root, "ticket_lifetime", 60, 604800,
 	    &c->ticket_lifetime_s) != 0 ||
+	    get_uint(l, root, "ticket_max_age", 1, 1209600,
+	    &c->ticket_max_age_s) != 0 ||
 	    load_file_opt(l, root, "ticket_key_file", false,
 	    &c->ticket_key_file) != 0)
 		return -1;
+	/* Unset: as long as one ticket can live (its period and the next). */
+	if (c->ticket_max_age_s == 0)
+		c->ticket_max_age_s = 2 * c->ticket_lifetime_s;
 	if (get_uint(l, root, "workers", 1, MAX_WORKERS, &c->workers) != 0 ||
 	    get_seconds(l, root, "shutdown_timeout", 0, 3600000,
 	    &c->shutdown_timeout_ms) != 0 ||

@@ -109,6 +109,8 @@ struct cfg {
 	enum cfg_log log;
 	unsigned expiry_warn_days;    /* warn when a certificate expires sooner */
 	unsigned ticket_lifetime_s;   /* session ticket key period */
+	unsigned ticket_max_age_s;    /* tickets stop resuming this long after
+	                                 the client's full handshake */
 	struct cfg_file ticket_key_file; /* path NULL: keys made at start */
 	unsigned shutdown_timeout_ms; /* SIGTERM: time live connections get */
 	unsigned drain_timeout_ms;    /* reload: time old workers get */

@@ -780,7 +780,7 @@ queue_proxy_header(struct conn_set *set, struct conn *c)
 	struct dir *up = &c->dirs[0];
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
-	char cn[256], uri[512];
+	char cn[1024], uri[1024];
 	struct proxy_tls t;
 
 	if (b->proxy == CFG_PROXY_OFF)
@@ -794,8 +794,11 @@ queue_proxy_header(struct conn_set *set, struct conn *c)
 		    (struct sockaddr *)&local, (char *)up->buf, CONN_BUF);
 		return up->len > 0;
 	}
-	tlssess_peer_cn(c->client.tls, cn, sizeof(cn));
-	tlssess_peer_uri(c->client.tls, uri, sizeof(uri));
+	/* A name that cannot go whole makes no header: the backend must
+	 * not mistake a name cut short, or none, for the client's. */
+	if (tlssess_peer_cn(c->client.tls, cn, sizeof(cn)) < 0 ||
+	    tlssess_peer_uri(c->client.tls, uri, sizeof(uri)) < 0)
+		return false;
 	t.version = tlssess_version(c->client.tls);
 	t.cipher = tlssess_cipher(c->client.tls);
 	t.cn = cn[0] ? cn : NULL;
@@ -999,8 +1002,7 @@ admit_identity(struct conn_set *set, struct conn *c, struct tls_refusal *why)
 	if (lc->max_per_identity == 0 || c->unauthenticated ||
 	    set->census == NULL)
 		return true;
-	tlssess_peer_uri(c->client.tls, ident, sizeof(ident));
-	if (ident[0] == '\0')
+	if (tlssess_peer_uri(c->client.tls, ident, sizeof(ident)) <= 0)
 		tlssess_peer_subject(c->client.tls, ident, sizeof(ident));
 	key = census_id_key(set->census, lc->name, ident);
 	held = census_id_count(set->census, key);

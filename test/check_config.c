@@ -1463,6 +1463,29 @@ START_TEST(log_value_is_accepted)
 }
 END_TEST
 
+START_TEST(ticket_max_age_defaults_to_twice_the_lifetime_and_is_bounded)
+{
+	struct cfg *c = load_fmt("max-age-default.conf",
+	    "ticket_lifetime = 600;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+
+	ASSERT_LOADED(c);
+	ck_assert_uint_eq(c->ticket_max_age_s, 1200);
+	cfg_free(c);
+	c = load_fmt("max-age-set.conf", "ticket_max_age = 30;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_LOADED(c);
+	ck_assert_uint_eq(c->ticket_max_age_s, 30);
+	cfg_free(c);
+	c = load_fmt("max-age-bad.conf", "workers = 1;\nticket_max_age = 0;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_ERR(c, 2, "ticket_max_age", "out of range");
+}
+END_TEST
+
 START_TEST(unknown_log_value_is_refused)
 {
 	struct cfg *c = load_fmt("log-bad.conf",
@@ -2142,6 +2165,8 @@ cfg_load_suite(void)
 	tcase_add_test(tc, listener_overrides_global_timeouts);
 	tcase_add_test(tc, decimal_seconds_become_milliseconds);
 	tcase_add_loop_test(tc, log_value_is_accepted, 0, NELEM(log_values));
+	tcase_add_test(tc,
+	    ticket_max_age_defaults_to_twice_the_lifetime_and_is_bounded);
 	tcase_add_test(tc, unknown_log_value_is_refused);
 	tcase_add_test(tc, user_and_group_are_kept);
 	tcase_add_test(tc, empty_user_or_group_is_refused);
