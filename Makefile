@@ -163,6 +163,14 @@ $(TESTDIR)/check_resume: test/check_resume.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_resume.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
+# check_watch: certificates rotated on disk are served without a signal.
+TEST_BINS += $(TESTDIR)/check_watch
+
+$(TESTDIR)/check_watch: test/check_watch.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_watch.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
 # check_authn: an attacker's suite for session tickets (issue 12): a ticket
 # admits exactly what a full handshake would, or does not resume.
 TEST_BINS += $(TESTDIR)/check_authn

@@ -42,6 +42,7 @@
 struct loader {
 	const char *path;
 	char *dir; /* folder of the config file, for relative paths */
+	struct cfg_strs includes; /* the @include files met, absolute */
 	char *err;
 	size_t errlen;
 };
@@ -55,7 +56,8 @@ struct defaults {
 };
 
 static const char *const global_keys[] = {
-	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
+	"workers", "user", "group", "log", "watch", "shutdown_timeout",
+	"drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
 	"expiry_warn_days", "ticket_lifetime", "ticket_max_age",
 	"ticket_key_file",
@@ -1163,7 +1165,7 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 		.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
 		.max_connections = DEFAULT_MAX_CONNECTIONS,
 	};
-	const char *user, *group, *log;
+	const char *user, *group, *log, *watch;
 	config_setting_t *s;
 
 	if (check_keys(l, root, global_keys) != 0)
@@ -1247,6 +1249,23 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 			return -1;
 		}
 	}
+	if (get_string(l, root, "watch", false, &watch, &s) != 0)
+		return -1;
+	c->watch = CFG_WATCH_TLS;
+	if (watch != NULL) {
+		c->watch_line = (int)config_setting_source_line(s);
+		if (strcmp(watch, "off") == 0)
+			c->watch = CFG_WATCH_OFF;
+		else if (strcmp(watch, "tls") == 0)
+			c->watch = CFG_WATCH_TLS;
+		else if (strcmp(watch, "all") == 0)
+			c->watch = CFG_WATCH_ALL;
+		else {
+			fail(l, s, "watch: unknown value \"%s\" (use \"off\", "
+			    "\"tls\" or \"all\")", watch);
+			return -1;
+		}
+	}
 	return load_listeners(l, root, &d, c);
 }
 
@@ -1287,6 +1306,17 @@ check_include(struct loader *l, const char *from, int line, const char *name,
 		snprintf(l->err, l->errlen, "%s:%d: @include \"%s\": not a "
 		    "regular file", from, line, name);
 		return -1;
+	}
+	/* For watch = "all": every file the configuration is made of. */
+	if (l->includes.n < 64) {
+		char **v = realloc(l->includes.v, (l->includes.n + 1) *
+		    sizeof(*v));
+
+		if (v != NULL) {
+			l->includes.v = v;
+			if ((v[l->includes.n] = strdup(path)) != NULL)
+				l->includes.n++;
+		}
 	}
 	if (depth >= MAX_INCLUDE_DEPTH || (f = fopen(path, "re")) == NULL)
 		return 0;
@@ -1422,6 +1452,8 @@ load(const char *path, const char *text, char *err, size_t errlen)
 	}
 	if (load_root(&l, config_root_setting(&lc), c) != 0)
 		goto err1;
+	c->includes = l.includes; /* ownership moves */
+	memset(&l.includes, 0, sizeof(l.includes));
 
 	free(l.dir);
 	config_destroy(&lc);
@@ -1430,6 +1462,7 @@ load(const char *path, const char *text, char *err, size_t errlen)
 err1:
 	cfg_free(c);
 err0:
+	strs_free(&l.includes);
 	free(l.dir);
 	config_destroy(&lc);
 	return NULL;
@@ -1550,6 +1583,7 @@ cfg_free(struct cfg *c)
 	}
 	free(c->listeners);
 	file_free(&c->ticket_key_file);
+	strs_free(&c->includes);
 	free(c->user);
 	free(c->group);
 	free(c->path);

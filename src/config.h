@@ -44,6 +44,13 @@ struct cfg_allow {
 enum cfg_proxy { CFG_PROXY_OFF, CFG_PROXY_V1, CFG_PROXY_V2 };
 enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR, CFG_LOG_JSON };
 
+/* Which file changes reload the configuration by themselves. */
+enum cfg_watch {
+	CFG_WATCH_OFF,
+	CFG_WATCH_TLS, /* certificates, keys, CAs, CRLs, ticket_key_file */
+	CFG_WATCH_ALL, /* ... and the configuration file and its @includes */
+};
+
 /* A file setting: resolved path plus where it was written, for messages. */
 struct cfg_file {
 	char *path;    /* absolute */
@@ -107,6 +114,9 @@ struct cfg {
 	char *group; /* NULL: user's primary group, or keep */
 	int user_line, group_line;
 	enum cfg_log log;
+	enum cfg_watch watch;
+	int watch_line;
+	struct cfg_strs includes; /* @include files read (absolute paths) */
 	unsigned expiry_warn_days;    /* warn when a certificate expires sooner */
 	unsigned ticket_lifetime_s;   /* session ticket key period */
 	unsigned ticket_max_age_s;    /* tickets stop resuming this long after

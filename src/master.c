@@ -30,6 +30,7 @@
 #include "notify.h"
 #include "tlsctx.h"
 #include "version.h"
+#include "watch.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG 1024
@@ -43,6 +44,10 @@
                                workers to leave the listening sockets
                                before READY=1 */
 #define CTL_READS 8         /* control messages read per worker per wakeup */
+#define WATCH_QUIET_MS 500  /* a watched file changed: reload once it has
+                               been quiet this long (half-written files) */
+#define WATCH_MAX_MS 3000   /* ... or this long after the first change */
+#define WATCH_POLL_MS 2000  /* without inotify: look this often */
 #define MAX_OLD_GENS 3      /* draining generations kept; older are killed */
 #define CAP_GRACE_MS 2000   /* for a worker told to close all at once */
 
@@ -98,12 +103,19 @@ struct master {
 	bool ready_pending;
 	uint64_t ready_at_ms;
 	char reloaded[300];     /* the "reloaded" line, logged at READY=1 */
+	/* watch: certificate (and config) changes reload by themselves. */
+	struct watch *watch;
+	uint64_t watch_due_ms;   /* reload then (0: nothing changed) */
+	uint64_t watch_first_ms; /* the first change since the last reload */
+	uint64_t watch_poll_ms;  /* polling fallback: next look */
+	char watch_what[300];    /* what changed, for the log */
 	struct pollfd *pfd;     /* the loop's poll set (sigfd, then ctl fds) */
 	struct proc **pproc;    /* ... and the worker of each ctl fd */
 	size_t npfd_cap;
 };
 
 static void maybe_ready(struct master *m, uint64_t now);
+static void watch_arm(struct master *m);
 
 /* Where the configuration sends records (auto: log_open decides). */
 static enum log_target
@@ -547,6 +559,8 @@ child_close_master_fds(struct master *m)
 	size_t i;
 
 	close(m->sigfd);
+	if (m->watch != NULL && watch_fd(m->watch) >= 0)
+		close(watch_fd(m->watch));
 	for (i = 0; i < m->nslots; i++)
 		if (m->slots[i].ctl >= 0)
 			close(m->slots[i].ctl);
@@ -838,7 +852,7 @@ cap_old(struct master *m)
 }
 
 static void
-reload(struct master *m, uint64_t now)
+reload(struct master *m, uint64_t now, const char *why)
 {
 	struct cfg *c;
 	struct gen *g;
@@ -847,7 +861,7 @@ reload(struct master *m, uint64_t now)
 	unsigned k, prev_id = m->cur->id;
 	size_t closed = 0, i;
 
-	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "SIGHUP: reloading %s",
+	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "%s: reloading %s", why,
 	    m->cur->cfg->path);
 	c = cfg_load(m->cur->cfg->path, err, sizeof(err));
 	g = c == NULL ? NULL : gen_new(c, m->cur, m->next_gen, err,
@@ -932,6 +946,101 @@ maybe_ready(struct master *m, uint64_t now)
 	set_status(m);
 	notify_ready(m->status);
 	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "%s", m->reloaded);
+}
+
+/* Add ${path} (may be NULL) to ${v}, which has room. */
+static void
+add_watched(const char **v, size_t *n, size_t max, const char *path)
+{
+	if (path != NULL && *n < max)
+		v[(*n)++] = path;
+}
+
+/*
+ * Watch what the configuration in force is made of (watch = "tls": every
+ * certificate, key, CA, CRL and ticket_key_file; "all": also the file and
+ * its @includes), replacing what was watched.  After every reload, good or
+ * failed: symlinks may point elsewhere now, and a failed one is retried
+ * at the next change.
+ */
+static void
+watch_arm(struct master *m)
+{
+	const struct cfg *c = m->cur->cfg;
+	const char **v;
+	char *conf = NULL;
+	size_t n = 0, max = 8 + c->includes.n, i, k;
+
+	if (c->watch == CFG_WATCH_OFF) {
+		watch_free(m->watch);
+		m->watch = NULL;
+		m->watch_due_ms = 0;
+		return;
+	}
+	for (i = 0; i < c->nlisteners; i++)
+		max += 6 + c->listeners[i].ncrl;
+	if (m->watch == NULL) {
+		/* TLS_ECHOD_WATCH_POLL=1: poll as where inotify is missing
+		 * (for tests, and file systems inotify does not see). */
+		const char *e = getenv("TLS_ECHOD_WATCH_POLL");
+		bool poll = e != NULL && strcmp(e, "1") == 0;
+
+		if ((m->watch = watch_new(poll)) == NULL) {
+			log_msg(LOG_ERR, "watch: out of memory; certificate "
+			    "changes need SIGHUP");
+			return;
+		}
+		if (watch_fd(m->watch) < 0)
+			log_msg(poll ? LOG_INFO : LOG_WARNING, "watch: %s%s; "
+			    "looking for changes every %d s", poll ?
+			    "TLS_ECHOD_WATCH_POLL=1" : "inotify unavailable: ",
+			    poll ? "" : strerror(errno), WATCH_POLL_MS / 1000);
+	}
+	if ((v = calloc(max, sizeof(*v))) == NULL)
+		return;
+	for (i = 0; i < c->nlisteners; i++) {
+		const struct cfg_listener *li = &c->listeners[i];
+
+		add_watched(v, &n, max, li->cert.path);
+		add_watched(v, &n, max, li->key.path);
+		add_watched(v, &n, max, li->ca.path);
+		for (k = 0; k < li->ncrl; k++)
+			add_watched(v, &n, max, li->crl[k].path);
+		add_watched(v, &n, max, li->backend.ca.path);
+		add_watched(v, &n, max, li->backend.cert.path);
+		add_watched(v, &n, max, li->backend.key.path);
+	}
+	add_watched(v, &n, max, c->ticket_key_file.path);
+	if (c->watch == CFG_WATCH_ALL) {
+		conf = realpath(c->path, NULL);
+		add_watched(v, &n, max, conf);
+		for (k = 0; k < c->includes.n; k++)
+			add_watched(v, &n, max, c->includes.v[k]);
+	}
+	if (watch_set(m->watch, v, n) != 0)
+		log_msg(LOG_WARNING, "watch: cannot watch every file of the "
+		    "configuration (%s); changes to those need SIGHUP",
+		    strerror(errno));
+	m->watch_poll_ms = worker_now_ms() + WATCH_POLL_MS;
+	free(conf);
+	free(v);
+}
+
+/* A watched file changed (or, polling, may have): reload once it is quiet. */
+static void
+on_watch(struct master *m, uint64_t now)
+{
+	char what[sizeof(m->watch_what)];
+
+	if (m->watch == NULL || !watch_changed(m->watch, what, sizeof(what)))
+		return;
+	if (m->watch_due_ms == 0) {
+		m->watch_first_ms = now;
+		snprintf(m->watch_what, sizeof(m->watch_what), "%s", what);
+	}
+	m->watch_due_ms = now + WATCH_QUIET_MS;
+	if (m->watch_due_ms > m->watch_first_ms + WATCH_MAX_MS)
+		m->watch_due_ms = m->watch_first_ms + WATCH_MAX_MS;
 }
 
 /*
@@ -1039,8 +1148,10 @@ on_signals(struct master *m, uint64_t now)
 			reap(m, now);
 			break;
 		case SIGHUP:
-			if (!m->stopping)
-				reload(m, now);
+			if (!m->stopping) {
+				reload(m, now, "SIGHUP");
+				watch_arm(m);
+			}
 			break;
 		case SIGUSR1:
 			dump_status(m, now);
@@ -1074,6 +1185,11 @@ poll_timeout(const struct master *m, uint64_t now)
 		next = m->kill_at_ms;
 	if (m->ready_pending && m->ready_at_ms < next)
 		next = m->ready_at_ms;
+	if (m->watch_due_ms != 0 && m->watch_due_ms < next)
+		next = m->watch_due_ms;
+	if (m->watch != NULL && watch_fd(m->watch) < 0 &&
+	    m->watch_poll_ms < next)
+		next = m->watch_poll_ms;
 	return next > now ? (int)(next - now) : 0;
 }
 
@@ -1108,6 +1224,19 @@ timers(struct master *m, uint64_t now)
 		if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms != 0 &&
 		    now >= m->slots[i].respawn_at_ms)
 			spawn(m, (unsigned)i, now);
+	if (m->watch != NULL && watch_fd(m->watch) < 0 &&
+	    now >= m->watch_poll_ms) {
+		on_watch(m, now);
+		m->watch_poll_ms = now + WATCH_POLL_MS;
+	}
+	if (m->watch_due_ms != 0 && now >= m->watch_due_ms) {
+		char why[sizeof(m->watch_what) + 40];
+
+		m->watch_due_ms = 0;
+		snprintf(why, sizeof(why), "%s changed", m->watch_what);
+		reload(m, now, why);
+		watch_arm(m);
+	}
 	if (now >= m->next_status_ms) {
 		/* Keep `systemctl status` current: connections come and go. */
 		char before[sizeof(m->status)];
@@ -1124,7 +1253,7 @@ timers(struct master *m, uint64_t now)
 static size_t
 poll_set(struct master *m)
 {
-	size_t want = 1 + m->nslots + m->nold, n = 1, i;
+	size_t want = 2 + m->nslots + m->nold, n = 1, i;
 
 	if (want > m->npfd_cap) {
 		struct pollfd *pfd = realloc(m->pfd, want * sizeof(*pfd));
@@ -1152,6 +1281,12 @@ poll_set(struct master *m)
 		m->pfd[n].revents = 0;
 		m->pproc[n++] = p;
 	}
+	if (m->watch != NULL && watch_fd(m->watch) >= 0) {
+		m->pfd[n].fd = watch_fd(m->watch);
+		m->pfd[n].events = POLLIN;
+		m->pfd[n].revents = 0;
+		m->pproc[n++] = NULL; /* the watcher, not a worker */
+	}
 	return n;
 }
 
@@ -1178,8 +1313,10 @@ loop(struct master *m)
 		/* Workers first: the signals may reap them (and move the
 		 * arrays the poll set points into). */
 		for (i = 1; i < n; i++)
-			if (m->pfd[i].revents != 0)
+			if (m->pfd[i].revents != 0 && m->pproc[i] != NULL)
 				on_ctl(m, m->pproc[i], now);
+			else if (m->pfd[i].revents != 0)
+				on_watch(m, now);
 		if (m->pfd[0].revents & POLLIN)
 			on_signals(m, now);
 		timers(m, now);
@@ -1253,6 +1390,7 @@ master_run(struct cfg *c)
 		spawn(&m, k, now);
 	m.watchdog_ms = notify_watchdog_usec() / 2000;
 	m.next_watchdog_ms = now + m.watchdog_ms;
+	watch_arm(&m);
 	set_status(&m);
 	notify_ready(m.status);
 	log_event(LOG_INFO, LOG_ID_READY, NULL, 0, "ready: %s", m.status);
@@ -1274,6 +1412,7 @@ out:
 	free(m.old);
 	free(m.pfd);
 	free(m.pproc);
+	watch_free(m.watch);
 	if (m.sigfd >= 0)
 		close(m.sigfd);
 	tlsctx_global_free();

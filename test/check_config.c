@@ -1486,6 +1486,37 @@ START_TEST(ticket_max_age_defaults_to_twice_the_lifetime_and_is_bounded)
 }
 END_TEST
 
+START_TEST(watch_defaults_to_tls_and_takes_off_tls_all)
+{
+	static const char *const words[] = { "off", "tls", "all" };
+	static const enum cfg_watch want[] = { CFG_WATCH_OFF, CFG_WATCH_TLS,
+	    CFG_WATCH_ALL };
+	struct cfg *c = load_fmt("watch-default.conf",
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	char name[64], text[256];
+	size_t i;
+
+	ASSERT_LOADED(c);
+	ck_assert_int_eq(c->watch, CFG_WATCH_TLS);
+	cfg_free(c);
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "watch-%s.conf", words[i]);
+		snprintf(text, sizeof(text), "watch = \"%s\";\n", words[i]);
+		c = load_fmt(name, "%s"
+		    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+		    text, tls_line);
+		ASSERT_LOADED(c);
+		ck_assert_int_eq(c->watch, want[i]);
+		cfg_free(c);
+	}
+	c = load_fmt("watch-bad.conf", "workers = 1;\nwatch = \"some\";\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_ERR(c, 2, "watch", "unknown value");
+}
+END_TEST
+
 START_TEST(unknown_log_value_is_refused)
 {
 	struct cfg *c = load_fmt("log-bad.conf",
@@ -2165,6 +2196,7 @@ cfg_load_suite(void)
 	tcase_add_test(tc, listener_overrides_global_timeouts);
 	tcase_add_test(tc, decimal_seconds_become_milliseconds);
 	tcase_add_loop_test(tc, log_value_is_accepted, 0, NELEM(log_values));
+	tcase_add_test(tc, watch_defaults_to_tls_and_takes_off_tls_all);
 	tcase_add_test(tc,
 	    ticket_max_age_defaults_to_twice_the_lifetime_and_is_bounded);
 	tcase_add_test(tc, unknown_log_value_is_refused);
