@@ -492,7 +492,8 @@ check-systemd: $(BIN)
 # passes them to scripts/install-deps.sh, so `make check` never installs
 # them; libssl-dev (the load generator's client library) is already a test
 # dependency.
-BENCH_BINS := $(BENCHDIR)/loadgen $(BENCHDIR)/cryptobench $(BENCHDIR)/echo-backend
+BENCH_BINS := $(BENCHDIR)/loadgen $(BENCHDIR)/cryptobench $(BENCHDIR)/echo-backend \
+	$(BENCHDIR)/ipcbench
 BENCH_DEPS := stunnel4 haproxy
 BENCH_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(WARNFLAGS)) \
 	$(OPTFLAGS) -D_GNU_SOURCE $(CFLAGS)
@@ -506,6 +507,11 @@ bench-build: $(BIN) $(BENCH_BINS)
 $(BENCHDIR)/loadgen: bench/loadgen.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs openssl)
+
+# The transport cost of asking another process (a key holder) to sign.
+$(BENCHDIR)/ipcbench: bench/ipcbench.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $<
 
 $(BENCHDIR)/echo-backend: bench/echo-backend.c
 	@mkdir -p $(@D)
