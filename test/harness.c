@@ -650,25 +650,31 @@ h_notify_wait(struct h_daemon *d, const char *needle, int timeout_ms)
  * Exec "${bin} -c ${conf}", behind the words of $TLS_ECHOD_WRAP if set
  * (split at blanks, found in PATH: "valgrind --leak-check=full ...").  A
  * wrapper that execs in place (valgrind does) keeps the pid, so notify
- * credentials and signals still reach the daemon.  Returns only on failure.
+ * credentials and signals still reach the daemon.  The words of ${pre}
+ * (h_daemon_opts.wrap; may be NULL) go first.  Returns only on failure.
  */
 static void
-exec_wrapped(const char *bin, const char *conf)
+exec_wrapped(const char *const *pre, const char *bin, const char *conf)
 {
 	static char words[4096];
 	const char *wrap = env("TLS_ECHOD_WRAP");
 	char *argv[64], *p, *save = NULL;
 	size_t n = 0;
 
-	if (wrap == NULL || strlen(wrap) >= sizeof(words)) {
+	if (wrap != NULL && strlen(wrap) >= sizeof(words))
+		wrap = NULL;
+	if (wrap == NULL && (pre == NULL || pre[0] == NULL)) {
 		execl(bin, bin, "-c", conf, (char *)NULL);
 		return;
 	}
-	memcpy(words, wrap, strlen(wrap) + 1);
+	/* execvp's prototype predates const; it does not write. */
+	for (; pre != NULL && *pre != NULL && n < 30; pre++)
+		argv[n++] = (char *)(uintptr_t)*pre;
+	memcpy(words, wrap != NULL ? wrap : "", wrap != NULL ?
+	    strlen(wrap) + 1 : 1);
 	for (p = strtok_r(words, " \t", &save); p != NULL && n < 60;
 	    p = strtok_r(NULL, " \t", &save))
 		argv[n++] = p;
-	/* execvp's prototype predates const; it does not write. */
 	argv[n++] = (char *)(uintptr_t)bin;
 	argv[n++] = (char *)(uintptr_t)"-c";
 	argv[n++] = (char *)(uintptr_t)conf;
@@ -730,7 +736,7 @@ exec_daemon(const struct h_daemon *d, const struct h_daemon_opts *o,
 	signal(SIGPIPE, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	exec_wrapped(bin, d->conf_path);
+	exec_wrapped(o->wrap, bin, d->conf_path);
 	dprintf(2, "harness: cannot exec %s: %s\n", bin, strerror(errno));
 	_exit(127);
 }
@@ -1402,6 +1408,8 @@ make_ctx(const struct h_tls_opts *o, char *err, size_t errlen)
 	    NULL))
 		goto fail;
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (o->ssl_options != 0)
+		SSL_CTX_set_options(ctx, o->ssl_options);
 	step = "client certificate or key";
 	if (o->cert != NULL &&
 	    (!SSL_CTX_use_certificate_chain_file(ctx, o->cert) ||

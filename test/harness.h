@@ -133,6 +133,14 @@ struct h_daemon_opts {
 	bool no_notify;             /* leave NOTIFY_SOCKET unset */
 	bool no_wait;               /* return right after exec, before READY */
 	const char *const *env;     /* extra "KEY=value" strings, NULL-ended */
+	/*
+	 * Words put before the daemon's command line (and before
+	 * $TLS_ECHOD_WRAP's), NULL-ended, argv[0] found in PATH; NULL: none.
+	 * The command must exec the rest in place, keeping the pid (signals
+	 * and notify credentials), e.g. { "unshare", "--time", "--boottime",
+	 * "86400", NULL }.
+	 */
+	const char *const *wrap;
 	int ready_timeout_ms;       /* 0: 10000 */
 };
 
@@ -346,6 +354,7 @@ struct h_tls_opts {
 	int sndbuf, rcvbuf; /* socket buffer sizes before connect; 0: default */
 	int timeout_ms;     /* for the TCP connect and the handshake; 0: 5000 */
 	SSL_SESSION *session; /* offer to resume this session; NULL: none */
+	uint64_t ssl_options; /* SSL_CTX_set_options() bits (SSL_OP_NO_TICKET) */
 };
 
 struct h_tls {
