@@ -70,8 +70,9 @@ SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 
 # (stderr: a missing pkg-config or module is reported once, below)
-DEPS_CFLAGS = $(shell pkg-config --cflags libconfig libsystemd 2>/dev/null)
-DEPS_LIBS = $(shell pkg-config --libs libconfig libsystemd 2>/dev/null) -lm
+# libseccomp: the workers' system call filter (src/sandbox.c).
+DEPS_CFLAGS = $(shell pkg-config --cflags libconfig libsystemd libseccomp 2>/dev/null)
+DEPS_LIBS = $(shell pkg-config --libs libconfig libsystemd libseccomp 2>/dev/null) -lm
 
 # Without the build dependencies, say in one line what to run instead of
 # failing on a missing header after building mbedTLS.  Goals that install
@@ -80,7 +81,7 @@ DEPS_FREE_GOALS := deps run check check-quick bench bench-deps clean uninstall \
 	update-mbedtls certs
 ifeq ($(filter $(DEPS_FREE_GOALS),$(MAKECMDGOALS)),)
 DEPS_MISSING := $(shell command -v pkg-config >/dev/null 2>&1 || echo pkg-config; \
-	for m in libconfig libsystemd; do \
+	for m in libconfig libsystemd libseccomp; do \
 	  pkg-config --exists $$m 2>/dev/null || echo $$m; done)
 ifneq ($(DEPS_MISSING),)
 $(error missing build dependencies ($(strip $(DEPS_MISSING))): run `make deps` \
@@ -166,6 +167,32 @@ TEST_BINS := $(TESTDIR)/check_config $(TESTDIR)/check_proxy \
 	$(TESTDIR)/check_daemon $(TESTDIR)/check_relay $(TESTDIR)/check_lifecycle \
 	$(TESTDIR)/check_resume
 
+# check_sandbox: the workers' seccomp filter.  It needs a daemon that can be
+# told to break the rules: $(HOOKS_BIN) is the daemon with the test-only
+# trigger of src/sandbox.c (-DTLS_ECHOD_TEST_HOOKS: sigqueue(SIGUSR1, n)
+# makes a worker try forbidden call n); only worker.c and sandbox.c differ.
+# Never installed; the release binary has no such code.
+HOOKS_BIN := $(TESTDIR)/tls-echod-hooks
+HOOKS_OBJDIR := $(OBJDIR)/hooks
+HOOKS_OBJS := $(filter-out $(OBJDIR)/worker.o $(OBJDIR)/sandbox.o,$(OBJS)) \
+	$(HOOKS_OBJDIR)/worker.o $(HOOKS_OBJDIR)/sandbox.o
+TEST_BINS += $(TESTDIR)/check_sandbox
+
+$(HOOKS_OBJDIR)/%.o: src/%.c $(FLAGS_STAMP) | $(MBEDTLS_DEP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DTLS_ECHOD_TEST_HOOKS -MMD -MP -c -o $@ $<
+
+$(HOOKS_BIN): $(HOOKS_OBJS) $(MBEDTLS_LDLIBS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(HOOKS_OBJS) $(MBEDTLS_LDLIBS) $(DEPS_LIBS)
+
+$(TESTDIR)/check_sandbox: test/check_sandbox.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_sandbox.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
+-include $(HOOKS_OBJDIR)/worker.d $(HOOKS_OBJDIR)/sandbox.d
+
 # check_client: the tls-echo client tool against the real daemon.
 TEST_BINS += $(TESTDIR)/check_client
 
@@ -177,6 +204,14 @@ $(TESTDIR)/check_client: test/check_client.c test/harness.c test/harness.h
 $(TESTDIR)/check_resume: test/check_resume.c test/harness.c test/harness.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_resume.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
+# check_watch: certificates rotated on disk are served without a signal.
+TEST_BINS += $(TESTDIR)/check_watch
+
+$(TESTDIR)/check_watch: test/check_watch.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_watch.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
 # check_authn: an attacker's suite for session tickets (issue 12): a ticket
@@ -202,6 +237,14 @@ $(TESTDIR)/check_lifecycle: test/check_lifecycle.c test/harness.c test/harness.h
 TEST_BINS += $(TESTDIR)/check_units
 
 $(TESTDIR)/check_units: test/check_units.c $(OBJDIR)/timerq.o $(OBJDIR)/census.o
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+# check_lograte: which refusals are logged one by one, and the counts of the
+# rest (src/lograte.c).
+TEST_BINS += $(TESTDIR)/check_lograte
+
+$(TESTDIR)/check_lograte: test/check_lograte.c $(OBJDIR)/lograte.o
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
@@ -266,7 +309,7 @@ $(TESTDIR)/check_identity: test/check_identity.c test/harness.c test/harness.h
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
 IDENTITY_UNIT_OBJS := $(OBJDIR)/identity.o $(OBJDIR)/tlssess.o $(OBJDIR)/tlsctx.o \
-	$(OBJDIR)/tlsclock.o
+	$(OBJDIR)/tlsclock.o $(OBJDIR)/json.o
 
 $(TESTDIR)/check_identity_unit: test/check_identity_unit.c $(IDENTITY_UNIT_OBJS) \
 		$(MBEDTLS_LDLIBS)
@@ -293,11 +336,12 @@ $(FUZZDIR)/fuzz_allow: fuzz/fuzz_allow.c src/identity.c src/identity.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_allow.c src/identity.c
 
 $(FUZZDIR)/fuzz_san: fuzz/fuzz_san.c src/identity.c src/tlssess.c src/tlsctx.c src/tlsclock.c \
+		src/json.c \
 		src/identity.h src/tlssess.h src/tlsctx.h src/tlsctx_int.h \
 		$(MBEDTLS_LDLIBS) | $(MBEDTLS_DEP)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_san.c src/identity.c \
-		src/tlssess.c src/tlsctx.c src/tlsclock.c $(MBEDTLS_LDLIBS)
+		src/tlssess.c src/tlsctx.c src/tlsclock.c src/json.c $(MBEDTLS_LDLIBS)
 
 $(FUZZDIR)/fuzz_config: fuzz/fuzz_config.c src/config.c src/config.h
 	@mkdir -p $(@D)
@@ -346,8 +390,8 @@ $(TESTDIR)/check_limits: test/check_limits.c test/harness.c test/harness.h
 # otherwise); NO_SYSTEMD=1 leaves it out.
 SYSTEMD_SUITE := $(if $(NO_SYSTEMD),,test/check-systemd.sh)
 
-check-build: $(BIN) $(CLIENT_BIN) $(TEST_BINS) $(BENCHDIR)/loadgen \
-	$(BENCHDIR)/echo-backend
+check-build: $(BIN) $(CLIENT_BIN) $(TEST_BINS) $(HOOKS_BIN) \
+	$(BENCHDIR)/loadgen $(BENCHDIR)/echo-backend
 
 # --- make check: the stages ------------------------------------------------
 #
@@ -388,12 +432,18 @@ CHECK_SUITES ?= $(TEST_BINS) test/check-man.sh test/check-bench.sh \
 CHECK_ENV =
 endif
 
+# SAN_LOG_DIR is world-writable (sticky, like /tmp): workers started as root
+# drop to an unprivileged user and write their reports (an ASan or UBSan
+# error while serving) there as that user; a directory they cannot write
+# would lose them, with a word on the daemon's stderr at most.
 check-run: check-build
 	@rm -rf $(TESTDIR)/pki $(TESTDIR)/tmp $(SAN_LOG_DIR)
 	@mkdir -p $(TESTDIR)/tmp $(SAN_LOG_DIR)
+	@chmod 1777 $(SAN_LOG_DIR)
 	@test/gen-test-pki.sh $(TESTDIR)/pki
 	@$(CHECK_ENV) BUILDDIR=$(BUILDDIR) TEST_SANITIZED=$(SAN) \
 	  TLS_ECHOD_BIN=$(abspath $(BIN)) \
+	  TLS_ECHOD_HOOKS_BIN=$(abspath $(HOOKS_BIN)) \
 	  TEST_PKI=$(abspath $(TESTDIR)/pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/tmp) \
 	  test/run-tests.sh $(CHECK_SUITES)
@@ -409,12 +459,17 @@ check-asan:
 # again in the logs; test/valgrind.supp holds the suppressions, each with
 # its reason.  Under TEST_VALGRIND=1 the few tests that measure speed or
 # CPU time skip themselves (h_skip_under_valgrind); TEST_SANITIZED=1 turns
-# off RSS checks, as under ASan.
+# off RSS checks, as under ASan.  TLS_ECHOD_SANDBOX=0: workers run without
+# their seccomp filter here, which would kill valgrind's own system calls
+# (every other stage, ASan's included, runs with it).
 VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits check_authn
 VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
+# --vgdb=no: no gdbserver FIFOs in /tmp, which a worker (started as root,
+# running as an unprivileged user) could not remove at exit.  Each log file
+# is opened in the child at fork, before the worker drops privileges.
 VALGRIND = valgrind --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --track-fds=yes \
-	--error-exitcode=99 --trace-children=yes \
+	--error-exitcode=99 --trace-children=yes --vgdb=no \
 	--suppressions=$(abspath test/valgrind.supp) \
 	--log-file=$(VG_LOG_DIR)/vg.%p
 
@@ -423,6 +478,7 @@ check-valgrind: $(BIN) $(addprefix $(TESTDIR)/,$(VALGRIND_SUITES))
 	@mkdir -p $(TESTDIR)/vg-tmp $(VG_LOG_DIR)
 	@test/gen-test-pki.sh $(TESTDIR)/vg-pki
 	@VG_LOG_DIR=$(VG_LOG_DIR) TLS_ECHOD_WRAP="$(VALGRIND)" TEST_VALGRIND=1 \
+	  TLS_ECHOD_SANDBOX=0 \
 	  TEST_SANITIZED=1 BUILDDIR=$(BUILDDIR) TLS_ECHOD_BIN=$(abspath $(BIN)) \
 	  TEST_PKI=$(abspath $(TESTDIR)/vg-pki) \
 	  TEST_TMPDIR=$(abspath $(TESTDIR)/vg-tmp) \
@@ -480,11 +536,14 @@ check-systemd: $(BIN)
 
 # --- benchmarks (bench/) ---------------------------------------------------
 # bench/run.sh: tls-echod, stunnel and haproxy side by side and the crypto
-# bound of our mbedTLS (see the script's header).  The peers are bench-only
-# dependencies: `make bench` passes them to scripts/install-deps.sh, so
-# `make check` never installs them; libssl-dev (the load generator's client
-# library) is already a test dependency.
-BENCH_BINS := $(BENCHDIR)/loadgen $(BENCHDIR)/cryptobench $(BENCHDIR)/echo-backend
+# bound of our mbedTLS (see the script's header; BENCH_ECHOD_REF=<an older
+# tls-echod> measures that one too, in turn with ours, for before/after
+# ratios from one run).  The peers are bench-only dependencies: `make bench`
+# passes them to scripts/install-deps.sh, so `make check` never installs
+# them; libssl-dev (the load generator's client library) is already a test
+# dependency.
+BENCH_BINS := $(BENCHDIR)/loadgen $(BENCHDIR)/cryptobench $(BENCHDIR)/echo-backend \
+	$(BENCHDIR)/ipcbench
 BENCH_DEPS := stunnel4 haproxy
 BENCH_CFLAGS = $(filter-out -Wconversion -Wmissing-prototypes,$(WARNFLAGS)) \
 	$(OPTFLAGS) -D_GNU_SOURCE $(CFLAGS)
@@ -498,6 +557,11 @@ bench-build: $(BIN) $(BENCH_BINS)
 $(BENCHDIR)/loadgen: bench/loadgen.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs openssl)
+
+# The transport cost of asking another process (a key holder) to sign.
+$(BENCHDIR)/ipcbench: bench/ipcbench.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $<
 
 $(BENCHDIR)/echo-backend: bench/echo-backend.c
 	@mkdir -p $(@D)

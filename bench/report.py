@@ -4,6 +4,9 @@
 RESULTS_DIR holds NAME.TLS.MODE.REP.txt files (loadgen key=value output),
 crypto.txt (cryptobench), meta.txt (versions, machine) and optionally
 perf.MODE.TLS.txt (perf report lines).  Medians over the repetitions.
+With ref-relay / ref-echo (BENCH_ECHOD_REF) each tls-echod figure is also
+given as a ratio to the reference: of the medians, and in parentheses the
+range of the ratios repetition by repetition (measured back to back).
 """
 import glob
 import os
@@ -11,8 +14,9 @@ import re
 import statistics
 import sys
 
-SERVERS = ["echod-relay", "echod-echo", "stunnel", "haproxy"]
+SERVERS = ["echod-relay", "ref-relay", "echod-echo", "ref-echo", "stunnel", "haproxy"]
 TITLES = {"echod-relay": "tls-echod relay", "echod-echo": "tls-echod echo",
+          "ref-relay": "reference relay", "ref-echo": "reference echo",
           "stunnel": "stunnel", "haproxy": "haproxy"}
 PEERS = ["stunnel", "haproxy"]
 
@@ -37,10 +41,13 @@ def num(v):
 def main():
     res = sys.argv[1]
     runs = {}
+    byrep = {}  # (name, tls, mode) -> {rep: results}
     for p in glob.glob(os.path.join(res, "*.txt")):
         m = re.match(r"(.+)\.(12|13)\.(\w+)\.(\w+)\.txt$", os.path.basename(p))
         if m:
-            runs.setdefault(m.group(1, 2, 3), []).append(read_kv(p))
+            kv = read_kv(p)
+            runs.setdefault(m.group(1, 2, 3), []).append(kv)
+            byrep.setdefault(m.group(1, 2, 3), {})[m.group(4)] = kv
     # cryptobench ran once per repetition: the median of each figure
     cruns = [read_kv(p) for p in sorted(glob.glob(os.path.join(res, "crypto.*.txt")))]
     crypto = dict(cruns[0]) if cruns else {}
@@ -84,9 +91,24 @@ def main():
             return "{:,.0f}".format(v)
         return "{:,.{}f}".format(v, digits)
 
+    def vs_ref(name, tls, mode, key):
+        """"0.97 (0.95–0.99)": NAME's median over its reference's, and the
+        range of the ratios of the repetitions measured back to back."""
+        ref = "ref-" + name[len("echod-"):]
+        a, b = med(name, tls, mode, key), med(ref, tls, mode, key)
+        if a is None or not b:
+            return "–"
+        ra, rb = byrep.get((name, tls, mode), {}), byrep.get((ref, tls, mode), {})
+        rs = sorted(num(ra[r].get(key)) / num(rb[r].get(key)) for r in ra
+                    if r in rb and num(ra[r].get(key)) is not None
+                    and num(rb[r].get(key)))
+        spread = " (%.2f–%.2f)" % (rs[0], rs[-1]) if len(rs) > 1 else ""
+        return "%.2f%s" % (a / b, spread)
+
     present = [s for s in SERVERS if any(k[0] == s for k in runs)]
     peers = [s for s in PEERS if s in present]
     echods = [s for s in present if s.startswith("echod-")]
+    refs = [s for s in present if s.startswith("ref-")]
 
     # (label, mode, key, higher_is_better, digits, bound function or None)
     rows = [
@@ -108,6 +130,11 @@ def main():
         cols = ["figure", "crypto bound"] + [TITLES[n] for n in names]
         if with_peers and peers and echods:
             cols += ["tls-echod ÷ best peer"]
+        paired = [n for n in names if n.startswith("echod-") and
+                  "ref-" + n[len("echod-"):] in names]
+        if paired:
+            cols += ["tls-echod ÷ reference" + (" (%s)" % " / ".join(
+                n[len("echod-"):] for n in paired) if len(paired) > 1 else "")]
         out.append("| " + " | ".join(cols) + " |")
         out.append("|" + "---|" * len(cols))
         for label, mode, key, hib, digits, bkind in rows:
@@ -131,7 +158,7 @@ def main():
                 v = med(n, tls, mode, key)
                 vals[n] = v
                 c = fmt(v, digits)
-                if n.startswith("echod-") and b and v is not None:
+                if n.startswith(("echod-", "ref-")) and b and v is not None:
                     c += " (%.0f %% of bound)" % (100.0 * v / b)
                 cells.append(c)
             if with_peers and peers and echods:
@@ -144,6 +171,10 @@ def main():
                                  ("" if hib else " (lower is better)"))
                 else:
                     cells.append("")
+            if paired:
+                cells.append("" if key == "resumption_ratio" else " / ".join(
+                    vs_ref(n, tls, mode, key) for n in paired) +
+                    ("" if hib else " (lower is better)"))
             out.append("| " + " | ".join(cells) + " |")
         return out
 
@@ -153,6 +184,8 @@ def main():
                     meta.get("kernel", "?"), meta.get("load", "?")))
     lines.append("")
     lines.append("- " + meta.get("tls_echod", "tls-echod ?"))
+    if refs:
+        lines.append("- reference: " + meta.get("tls_echod_ref", "?"))
     for k in ("openssl", "stunnel", "haproxy"):
         if k in meta:
             lines.append("- " + meta[k])
@@ -169,7 +202,8 @@ def main():
         lines.append("")
         lines += table("12", names12, True)
         lines.append("")
-    names13 = [n for n in echods if any(k[0] == n and k[1] == "13" for k in runs)]
+    names13 = [n for n in echods + refs if any(k[0] == n and k[1] == "13" for k in runs)]
+    names13.sort(key=SERVERS.index)
     if names13:
         lines.append("### TLS 1.3, TLS_AES_128_GCM_SHA256, tls-echod only")
         lines.append("")

@@ -16,6 +16,13 @@
 #   BENCH_QUICK=1        smoke run: ~1.5 s per mode, 1 repetition, 600 idle conns
 #   BENCH_SECONDS, BENCH_REPS, BENCH_IDLE_CONNS, BENCH_IDLE_BASE
 #   BENCH_SERVERS        subset of "echod-relay echod-echo stunnel haproxy"
+#                        (and "ref-relay ref-echo" with BENCH_ECHOD_REF)
+#   BENCH_ECHOD_REF      a reference tls-echod binary (e.g. a build of the
+#                        previous commit): servers ref-relay and ref-echo run
+#                        it on the same configs, next to echod-relay and
+#                        echod-echo, measurement by measurement (A, B, A, B...:
+#                        machine noise hits both alike); the report gives each
+#                        tls-echod figure as a ratio to the reference too
 #   BENCH_MODES          subset of "full resume latency bulk mixed idle"
 #   BENCH_ECHOD_TLS      extra settings for tls-echod's tls group, e.g.
 #                        'record_size = 16384;' (bulk vs memory trade-off)
@@ -33,6 +40,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILDDIR=$(cd "${BUILDDIR:-$ROOT/build}" && pwd)
 BB=$BUILDDIR/bench
 ECHOD=${TLS_ECHOD_BIN:-$BUILDDIR/tls-echod}
+ECHOD_REF=${BENCH_ECHOD_REF:-}
 LOADGEN=$BB/loadgen
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
@@ -41,6 +49,7 @@ say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 for b in "$ECHOD" "$LOADGEN" "$BB/cryptobench" "$BB/echo-backend"; do
     [[ -x $b ]] || die "$b missing: run make bench (or make bench-build)"
 done
+[[ -z $ECHOD_REF || -x $ECHOD_REF ]] || die "BENCH_ECHOD_REF: $ECHOD_REF is not executable"
 command -v python3 >/dev/null || die "python3 needed for the report"
 
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
@@ -52,7 +61,8 @@ else
     IDLE_N=${BENCH_IDLE_CONNS:-9000} IDLE_BASE=${BENCH_IDLE_BASE:-2000}
     CRYPTO_SECS=0.5
 fi
-SERVERS=${BENCH_SERVERS:-echod-relay echod-echo stunnel haproxy}
+SERVERS=${BENCH_SERVERS:-echod-relay echod-echo stunnel haproxy${ECHOD_REF:+ ref-relay ref-echo}}
+[[ -n $ECHOD_REF || " $SERVERS " != *" ref-"* ]] || die "ref-* servers need BENCH_ECHOD_REF"
 MODES=${BENCH_MODES:-full resume latency bulk mixed idle}
 SCPU=${BENCH_SERVER_CPU:-0} CCPU=${BENCH_CLIENT_CPU:-1}
 if (($(nproc) < 2)); then
@@ -134,13 +144,15 @@ wait_port "$BPORT" "$BPID" || die "echo backend did not start"
 
 # --- servers -------------------------------------------------------------------
 
-SPID='' SPORT=''
+# Several servers may run at once (a group, below): their pids and ports.
+declare -A PID_OF PORT_OF
 start_server() { # NAME
     local name=$1 port
     port=$(pick_port)
     case $name in
-    echod-echo | echod-relay)
-        local mode=${name#echod-} backend=''
+    echod-echo | echod-relay | ref-echo | ref-relay)
+        local mode=${name#*-} backend='' bin=$ECHOD
+        [[ $name == ref-* ]] && bin=$ECHOD_REF
         [[ $mode == relay ]] && backend="backend = { address = \"127.0.0.1:$BPORT\"; };"
         cat >"$WORK/$name.conf" <<EOF
 workers = 1;
@@ -152,7 +164,7 @@ listeners = (
 );
 EOF
         # one log line per connection: formatted, written to /dev/null
-        taskset -c "$SCPU" "$ECHOD" -c "$WORK/$name.conf" \
+        taskset -c "$SCPU" "$bin" -c "$WORK/$name.conf" \
             >/dev/null 2>"$WORK/$name.log" &
         ;;
     stunnel)
@@ -198,18 +210,18 @@ EOF
             >/dev/null 2>"$WORK/haproxy.log" &
         ;;
     esac
-    SPID=$! SPORT=$port
-    PIDS+=("$SPID")
-    if ! wait_port "$port" "$SPID"; then
+    PID_OF[$name]=$! PORT_OF[$name]=$port
+    PIDS+=("$!")
+    if ! wait_port "$port" "${PID_OF[$name]}"; then
         tail -5 "$WORK/$name.log" >&2 || true
         die "$name did not start"
     fi
     sleep 0.2
 }
-stop_server() {
-    kill "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
-    SPID=''
+stop_server() { # NAME
+    kill "${PID_OF[$1]}" 2>/dev/null || true
+    wait "${PID_OF[$1]}" 2>/dev/null || true
+    unset "PID_OF[$1]" "PORT_OF[$1]"
 }
 have_server() {
     case $1 in
@@ -226,7 +238,7 @@ run_lg() {
     local cipher=$CIPHER12
     [[ $tls == 13 ]] && cipher=$CIPHER13
     local f="$RES/$name.$tls.$mode.$rep.txt"
-    if ! taskset -c "$CCPU" "$LOADGEN" "$mode" --port "$SPORT" \
+    if ! taskset -c "$CCPU" "$LOADGEN" "$mode" --port "${PORT_OF[$name]}" \
         --cert "$PKI/client.crt" --key "$PKI/client.key" --ca "$PKI/ca.crt" \
         "--tls1.${tls#1}" --cipher "$cipher" "$@" >"$f" 2>"$f.log"; then
         say "warning: $name TLS $tls $mode failed: $(tail -1 "$f.log")"
@@ -241,9 +253,9 @@ median_of() { # NAME TLS MODE KEY
 want_mode() { [[ " $MODES " == *" $1 "* ]]; }
 
 perf_worker() { # NAME TLS MODE: perf record the worker while the mode runs
-    local name=$1 tls=$2 mode=$3 wpid
-    wpid=$(awk '{ print $1 }' "/proc/$SPID/task/$SPID/children" 2>/dev/null)
-    [[ -n $wpid ]] || { say "perf: no worker of $SPID"; return; }
+    local name=$1 tls=$2 mode=$3 wpid spid=${PID_OF[$1]}
+    wpid=$(awk '{ print $1 }' "/proc/$spid/task/$spid/children" 2>/dev/null)
+    [[ -n $wpid ]] || { say "perf: no worker of $spid"; return; }
     perf record -q -g -o "$WORK/perf.$mode.$tls.data" -p "$wpid" \
         -- sleep "$SECS" >/dev/null 2>&1 &
     local ppid=$!
@@ -255,37 +267,64 @@ perf_worker() { # NAME TLS MODE: perf record the worker while the mode runs
     rm -f "$RES/$name.$tls.$mode.perf.txt"
 }
 
-tls_list() { [[ $1 == echod-* ]] && echo "12 13" || echo "12"; }
+tls_list() { [[ $1 == echod-* || $1 == ref-* ]] && echo "12 13" || echo "12"; }
+# group NAME: the servers measured together, one measurement each in turn:
+# echod-X with ref-X when both are selected; nothing for a ref-X that goes
+# with its echod-X.
+group() {
+    case $1 in
+    echod-*) if [[ " $SERVERS " == *" ref-${1#echod-} "* ]]; then
+        echo "$1 ref-${1#echod-}"
+        return
+    fi ;;
+    ref-*) if [[ " $SERVERS " == *" echod-${1#ref-} "* ]]; then return; fi ;;
+    esac
+    echo "$1"
+}
+each() { # TLS MODE REP [loadgen args...]: run_lg on each server of $GROUP
+    local s
+    for s in $GROUP; do
+        run_lg "$s" "$@"
+    done
+}
 
 for name in $SERVERS; do
     if ! have_server "$name"; then
         say "$name not installed: skipped (make bench installs it)"
         continue
     fi
-    for tls in $(tls_list "$name"); do
-        if want_mode idle; then
-            # a fresh server: its RSS at IDLE_BASE and at IDLE_N connections
-            start_server "$name"
-            run_lg "$name" "$tls" idle 1 --conns "$IDLE_N" \
-                --idle-base "$IDLE_BASE" --rss-pid "$SPID" --seconds 120
-            stop_server
-        fi
+    GROUP=$(group "$name")
+    [[ -n $GROUP ]] || continue
+    for s in $GROUP; do
+        for tls in $(tls_list "$s"); do
+            if want_mode idle; then
+                # a fresh server: its RSS at IDLE_BASE and at IDLE_N connections
+                start_server "$s"
+                run_lg "$s" "$tls" idle 1 --conns "$IDLE_N" \
+                    --idle-base "$IDLE_BASE" --rss-pid "${PID_OF[$s]}" --seconds 120
+                stop_server "$s"
+            fi
+        done
     done
-    start_server "$name"
-    say "$name on port $SPORT (pid $SPID), CPU $SCPU; load generator on CPU $CCPU"
+    for s in $GROUP; do
+        start_server "$s"
+        say "$s on port ${PORT_OF[$s]} (pid ${PID_OF[$s]}), CPU $SCPU; load generator on CPU $CCPU"
+    done
     for tls in $(tls_list "$name"); do
         for ((rep = 1; rep <= REPS; rep++)); do
-            want_mode full && run_lg "$name" "$tls" full "$rep" --conns 16 --seconds "$SECS"
-            want_mode resume && run_lg "$name" "$tls" resume "$rep" --conns 16 --seconds "$SECS"
-            want_mode latency && run_lg "$name" "$tls" latency "$rep" --conns 32 --seconds "$SECS"
-            want_mode bulk && run_lg "$name" "$tls" bulk "$rep" --conns 4 --seconds "$SECS"
+            want_mode full && each "$tls" full "$rep" --conns 16 --seconds "$SECS"
+            want_mode resume && each "$tls" resume "$rep" --conns 16 --seconds "$SECS"
+            want_mode latency && each "$tls" latency "$rep" --conns 32 --seconds "$SECS"
+            want_mode bulk && each "$tls" bulk "$rep" --conns 4 --seconds "$SECS"
         done
         if want_mode mixed; then
             # full handshakes arriving at half the capacity just measured
-            cap=$(median_of "$name" "$tls" full hs_per_s)
-            rate=$(awk -v c="${cap:-0}" 'BEGIN { r = c / 2; if (r < 10) r = 10; printf "%.0f", r }')
             for ((rep = 1; rep <= REPS; rep++)); do
-                run_lg "$name" "$tls" mixed "$rep" --conns 32 --rate "$rate" --seconds "$SECS"
+                for s in $GROUP; do
+                    cap=$(median_of "$s" "$tls" full hs_per_s)
+                    rate=$(awk -v c="${cap:-0}" 'BEGIN { r = c / 2; if (r < 10) r = 10; printf "%.0f", r }')
+                    run_lg "$s" "$tls" mixed "$rep" --conns 32 --rate "$rate" --seconds "$SECS"
+                done
             done
         fi
         if [[ ${BENCH_PERF:-0} == 1 && $name == echod-relay ]] && command -v perf >/dev/null; then
@@ -293,13 +332,17 @@ for name in $SERVERS; do
             perf_worker "$name" "$tls" resume
         fi
     done
-    stop_server
+    for s in $GROUP; do
+        stop_server "$s"
+    done
 done
 
 # --- versions, machine, table --------------------------------------------------
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "tls_echod=$("$ECHOD" -V 2>&1 | head -2 | paste -sd ';' | sed 's/;/; /')"
+    [[ -z $ECHOD_REF ]] ||
+        echo "tls_echod_ref=$ECHOD_REF: $("$ECHOD_REF" -V 2>&1 | head -2 | paste -sd ';' | sed 's/;/; /')"
     echo "openssl=$(openssl version)"
     command -v stunnel4 >/dev/null &&
         echo "stunnel=$(stunnel4 -version 2>&1 | grep -m1 -i '^stunnel' || true)"

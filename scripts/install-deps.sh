@@ -19,6 +19,7 @@ readonly PROG=${0##*/}
 packages=(
     build-essential pkg-config
     libconfig-dev libsystemd-dev check # libraries and the unit-test framework
+    libseccomp-dev                     # the workers' system call filter (src/sandbox.c)
     openssl libssl-dev                 # test certificates, interop tests
     dpkg-dev bzip2 xz-utils debian-archive-keyring # scripts/build-mbedtls.sh (apt-get source)
     ca-certificates

@@ -1,9 +1,9 @@
 /*
  * census: who is connected, counted across the workers of a generation.
  *
- * Layout of the shared region: a header, then one part per worker.  A part
- * is its connection count and an open-addressing table (linear probing) of
- * identity key -> connections.  Only the owning worker writes its part; a
+ * Layout of the shared region: one part per worker, nothing else (sizes
+ * and offsets stay in private memory).  A part is its connection count and
+ * an open-addressing table (linear probing) of identity key -> connections.  Only the owning worker writes its part; a
  * key, once in a slot, stays there until the owner rebuilds the table, so
  * a reader's probe for a key can stop at the first empty slot.  A slot
  * whose count fell to 0 is reused for the next new key.
@@ -23,41 +23,45 @@ struct slot {
 	uint32_t pad;
 };
 
+/* What lives in shared memory: one of these per worker, and nothing else. */
 struct part {
 	_Atomic uint64_t conns;
-	_Atomic bool accepting;
-	size_t used; /* slots with a key: the owner's business only */
 	struct slot slot[];
 };
 
+/*
+ * The layout, in each process's private memory (the master's, inherited
+ * copy-on-write by its workers): a worker can rewrite every shared byte,
+ * never where the parts are, how big, or how many.  The master reads only
+ * connection counts there, clamped to max_conns.
+ */
 struct census {
+	unsigned char *map;  /* the shared parts */
 	size_t maplen;
 	unsigned nworkers;
-	size_t nslots; /* per worker, a power of two, or 0 */
+	size_t nslots;       /* per worker, a power of two, or 0 */
 	size_t partlen;
-	_Atomic uint32_t drain_ms; /* UINT32_MAX: not set */
+	uint64_t max_conns;  /* what a worker may hold: larger counts lie */
+	size_t *used;        /* per worker: slots with a key (the owner's) */
 	unsigned char seed[16];
-	/* then, at HDRLEN, nworkers parts of partlen bytes */
 };
-
-/* The header rounded up to a cache line: parts start aligned. */
-#define HDRLEN ((sizeof(struct census) + 63) & ~(size_t)63)
 
 static struct part *
 part(const struct census *c, unsigned w)
 {
-	/* Shared memory: the const is about the header, not the parts. */
-	return (struct part *)((uintptr_t)c + HDRLEN +
-	    (size_t)w * c->partlen);
+	return (struct part *)(void *)(c->map + (size_t)w * c->partlen);
 }
 
 struct census *
-census_new(unsigned nworkers, size_t id_slots, const unsigned char seed[16])
+census_new(unsigned nworkers, size_t id_slots, uint64_t max_conns,
+    const unsigned char seed[16])
 {
 	struct census *c;
-	size_t nslots = 0, partlen, len;
+	size_t nslots = 0, partlen;
 	void *p;
 
+	if (nworkers == 0 || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
 	if (id_slots > 0) {
 		nslots = 16;
 		while (nslots < id_slots && nslots < ((size_t)1 << 24))
@@ -66,84 +70,70 @@ census_new(unsigned nworkers, size_t id_slots, const unsigned char seed[16])
 	/* Parts on their own cache lines: no false sharing of counters. */
 	partlen = (sizeof(struct part) + nslots * sizeof(struct slot) + 63) &
 	    ~(size_t)63;
-	len = HDRLEN + (size_t)nworkers * partlen;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	    -1, 0);
-	if (p == MAP_FAILED)
+	c->maplen = (size_t)nworkers * partlen;
+	p = mmap(NULL, c->maplen, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED || (c->used = calloc(nworkers,
+	    sizeof(*c->used))) == NULL) {
+		if (p != MAP_FAILED)
+			(void)munmap(p, c->maplen);
+		free(c);
 		return NULL;
-	c = p;
-	c->maplen = len;
+	}
+	c->map = p;
 	c->nworkers = nworkers;
 	c->nslots = nslots;
 	c->partlen = partlen;
+	c->max_conns = max_conns;
 	memcpy(c->seed, seed, sizeof(c->seed));
-	atomic_init(&c->drain_ms, UINT32_MAX);
 	return c;
 }
 
 void
 census_free(struct census *c)
 {
-	if (c != NULL)
-		(void)munmap(c, c->maplen);
+	if (c == NULL)
+		return;
+	(void)munmap(c->map, c->maplen);
+	free(c->used);
+	explicit_bzero(c->seed, sizeof(c->seed));
+	free(c);
 }
 
 void
 census_worker_start(struct census *c, unsigned w)
 {
-	struct part *p = part(c, w);
+	struct part *p;
 
+	if (w >= c->nworkers)
+		return;
+	p = part(c, w);
 	/* Nobody else writes here; readers may see a half-cleared table
-	 * for an instant and undercount (see census.h).  "accepting" is the
-	 * master's to set (before fork) and ours to clear. */
+	 * for an instant and undercount (see census.h). */
 	atomic_store_explicit(&p->conns, 0, memory_order_relaxed);
-	p->used = 0;
+	c->used[w] = 0;
 	memset(p->slot, 0, c->nslots * sizeof(struct slot));
-}
-
-void
-census_set_accepting(struct census *c, unsigned w, bool on)
-{
-	atomic_store_explicit(&part(c, w)->accepting, on,
-	    memory_order_release);
-}
-
-bool
-census_accepting(const struct census *c, unsigned w)
-{
-	return atomic_load_explicit(&part(c, w)->accepting,
-	    memory_order_acquire);
-}
-
-void
-census_set_drain_ms(struct census *c, uint32_t ms)
-{
-	atomic_store_explicit(&c->drain_ms, ms, memory_order_release);
-}
-
-uint32_t
-census_drain_ms(const struct census *c, uint32_t dflt)
-{
-	uint32_t ms = atomic_load_explicit(&c->drain_ms, memory_order_acquire);
-
-	return ms == UINT32_MAX ? dflt : ms;
 }
 
 void
 census_conns_set(struct census *c, unsigned w, size_t n)
 {
-	atomic_store_explicit(&part(c, w)->conns, n, memory_order_relaxed);
+	if (w < c->nworkers)
+		atomic_store_explicit(&part(c, w)->conns, n,
+		    memory_order_relaxed);
 }
 
 uint64_t
 census_conns_total(const struct census *c)
 {
-	uint64_t n = 0;
+	uint64_t n = 0, k;
 	unsigned w;
 
-	for (w = 0; w < c->nworkers; w++)
-		n += atomic_load_explicit(&part(c, w)->conns,
+	for (w = 0; w < c->nworkers; w++) {
+		k = atomic_load_explicit(&part(c, w)->conns,
 		    memory_order_relaxed);
+		n += k < c->max_conns ? k : c->max_conns;
+	}
 	return n;
 }
 
@@ -205,18 +195,22 @@ census_id_count(const struct census *c, uint64_t key)
 		return 0;
 	for (w = 0; w < c->nworkers; w++) {
 		struct slot *s = find(c, part(c, w), key);
+		uint32_t k;
 
-		if (s != NULL)
-			n += atomic_load_explicit(&s->count,
-			    memory_order_relaxed);
+		if (s == NULL)
+			continue;
+		/* Other workers' counts: clamped, so a sum cannot wrap. */
+		k = atomic_load_explicit(&s->count, memory_order_relaxed);
+		n += k < c->max_conns ? k : (unsigned)c->max_conns;
 	}
 	return n;
 }
 
-/* Insert ${key} with ${count} into part ${p}'s table; NULL if full. */
+/* Insert ${key} with ${count} into worker ${w}'s table; NULL if full. */
 static struct slot *
-insert(const struct census *c, struct part *p, uint64_t key, uint32_t count)
+insert(struct census *c, unsigned w, uint64_t key, uint32_t count)
 {
+	struct part *p = part(c, w);
 	size_t mask = c->nslots - 1, i, n;
 	struct slot *reuse = NULL;
 
@@ -229,7 +223,7 @@ insert(const struct census *c, struct part *p, uint64_t key, uint32_t count)
 		/* The caller made sure ${key} is not in the table. */
 		if (k == 0) {
 			reuse = s;
-			p->used++;
+			c->used[w]++;
 			break;
 		}
 		if (atomic_load_explicit(&s->count, memory_order_relaxed) == 0) {
@@ -247,8 +241,9 @@ insert(const struct census *c, struct part *p, uint64_t key, uint32_t count)
 
 /* Too few empty slots make probes long: start over with the live keys. */
 static void
-rebuild(struct census *c, struct part *p)
+rebuild(struct census *c, unsigned w)
 {
+	struct part *p = part(c, w);
 	struct { uint64_t key; uint32_t count; } *live;
 	size_t i, n = 0;
 
@@ -265,9 +260,9 @@ rebuild(struct census *c, struct part *p)
 		}
 	}
 	memset(p->slot, 0, c->nslots * sizeof(struct slot));
-	p->used = 0;
+	c->used[w] = 0;
 	for (i = 0; i < n; i++)
-		(void)insert(c, p, live[i].key, live[i].count);
+		(void)insert(c, w, live[i].key, live[i].count);
 	free(live);
 }
 
@@ -277,16 +272,16 @@ census_id_add(struct census *c, unsigned w, uint64_t key)
 	struct part *p;
 	struct slot *s;
 
-	if (c->nslots == 0)
+	if (c->nslots == 0 || w >= c->nworkers)
 		return -1;
 	p = part(c, w);
 	if ((s = find(c, p, key)) != NULL) {
 		atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
 		return 0;
 	}
-	if (p->used >= c->nslots - c->nslots / 4)
-		rebuild(c, p);
-	return insert(c, p, key, 1) != NULL ? 0 : -1;
+	if (c->used[w] >= c->nslots - c->nslots / 4)
+		rebuild(c, w);
+	return insert(c, w, key, 1) != NULL ? 0 : -1;
 }
 
 void
@@ -294,7 +289,7 @@ census_id_del(struct census *c, unsigned w, uint64_t key)
 {
 	struct slot *s;
 
-	if (c->nslots == 0)
+	if (c->nslots == 0 || w >= c->nworkers)
 		return;
 	if ((s = find(c, part(c, w), key)) != NULL &&
 	    atomic_load_explicit(&s->count, memory_order_relaxed) > 0)

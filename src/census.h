@@ -5,8 +5,14 @@
  * forks that generation's workers.  Each worker writes only its own part
  * (its connection count and a table of connections per client identity)
  * and reads everybody's: no locks, and a worker that dies takes nothing
- * with it, because its replacement clears its part before serving.  The
- * master reads the connection counts for STATUS=.
+ * with it, because the master clears its part before its replacement
+ * serves.  The master reads the connection counts for STATUS=.
+ *
+ * The census counts, and nothing else: control between master and workers
+ * travels on their socket pairs.  The region's size and layout are kept in
+ * each process's private memory; a worker may scribble over the whole
+ * region (it is the untrusted side) and the master still never derives an
+ * address, length or loop bound from it, and clamps every count it reads.
  *
  * Sums read while other workers write are a snapshot, not a transaction:
  * two workers admitting the same identity in the same microsecond may
@@ -23,49 +29,28 @@
 struct census;
 
 /**
- * census_new(nworkers, id_slots, seed):
+ * census_new(nworkers, id_slots, max_conns, seed):
  * A shared region for ${nworkers} workers, each with room for ${id_slots}
- * distinct identities at once (0: no identity tables), hashing with the
- * 16 bytes at ${seed}.  Returns NULL (errno set) on failure.  Call it
- * before fork: children share it.
+ * distinct identities at once (0: no identity tables) and holding at most
+ * ${max_conns} connections (larger counts read as that), hashing with the
+ * 16 bytes at ${seed}.  Returns NULL on failure.  Call it before fork:
+ * children share the region and inherit a private copy of its layout.
  */
 struct census *census_new(unsigned nworkers, size_t id_slots,
-    const unsigned char seed[16]);
+    uint64_t max_conns, const unsigned char seed[16]);
 
 /**
  * census_free(c):
- * Unmap this process's view of ${c}.  NULL is a no-op.
+ * Unmap this process's view of ${c} and free its layout.  NULL is a no-op.
  */
 void census_free(struct census *c);
 
 /**
  * census_worker_start(c, w):
- * Worker ${w} takes its part: clears the counts a previous worker ${w}
- * left (not the accepting flag: see census_set_accepting).
+ * Clear worker ${w}'s part: its counts died with it (the master, when it
+ * reaps the worker) or it starts afresh (the worker, before serving).
  */
 void census_worker_start(struct census *c, unsigned w);
-
-/**
- * census_set_accepting(c, w, on):
- * Worker ${w} may take new connections: the master sets this before it
- * forks the worker (which may take a while to reach its loop); the worker
- * clears it once its listening sockets are closed.
- */
-void census_set_accepting(struct census *c, unsigned w, bool on);
-
-/**
- * census_accepting(c, w):
- * Whether worker ${w} may still take new connections.
- */
-bool census_accepting(const struct census *c, unsigned w);
-
-/**
- * census_set_drain_ms(c, ms), census_drain_ms(c, dflt):
- * The master's word to a retired generation: how long its connections may
- * still take (the new configuration's drain_timeout); ${dflt} if unset.
- */
-void census_set_drain_ms(struct census *c, uint32_t ms);
-uint32_t census_drain_ms(const struct census *c, uint32_t dflt);
 
 /**
  * census_conns_set(c, w, n):

@@ -34,6 +34,7 @@
 #define DEFAULT_MAX_CONNECTIONS 10000u
 #define DEFAULT_RECORD_SIZE 4096u
 #define DEFAULT_WORKER_CONNECTIONS 20000u
+#define DEFAULT_LOG_REFUSALS_PER_S 10u
 #define MAX_WORKERS 256u
 #define MAX_LISTENERS 256u
 
@@ -41,6 +42,7 @@
 struct loader {
 	const char *path;
 	char *dir; /* folder of the config file, for relative paths */
+	struct cfg_strs includes; /* the @include files met, absolute */
 	char *err;
 	size_t errlen;
 };
@@ -54,10 +56,13 @@ struct defaults {
 };
 
 static const char *const global_keys[] = {
-	"workers", "user", "group", "log", "shutdown_timeout", "drain_timeout",
+	"workers", "user", "group", "log", "watch", "shutdown_timeout",
+	"drain_timeout",
 	"handshake_timeout", "idle_timeout", "max_connections", "listeners",
-	"expiry_warn_days", "ticket_lifetime", "ticket_key_file",
-	"worker_connections", "max_connections_per_identity", NULL,
+	"expiry_warn_days", "ticket_lifetime", "ticket_max_age",
+	"ticket_key_file",
+	"worker_connections", "max_connections_per_identity",
+	"log_refusals_per_second", "sandbox", NULL,
 };
 static const char *const listener_keys[] = {
 	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
@@ -270,6 +275,20 @@ get_uint(struct loader *l, const config_setting_t *g, const char *name,
 		return -1;
 	}
 	*ret = (unsigned)v;
+	return 0;
+}
+
+/* A boolean; ${*ret} unchanged when absent. */
+static int
+get_bool(struct loader *l, const config_setting_t *g, const char *name,
+    bool *ret)
+{
+	config_setting_t *s;
+
+	if (get_typed(l, g, name, CONFIG_TYPE_BOOL, &s) != 0)
+		return -1;
+	if (s != NULL)
+		*ret = config_setting_get_bool(s) != 0;
 	return 0;
 }
 
@@ -1160,7 +1179,7 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 		.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
 		.max_connections = DEFAULT_MAX_CONNECTIONS,
 	};
-	const char *user, *group, *log;
+	const char *user, *group, *log, *watch;
 	config_setting_t *s;
 
 	if (check_keys(l, root, global_keys) != 0)
@@ -1171,13 +1190,22 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	c->expiry_warn_days = DEFAULT_EXPIRY_WARN_DAYS;
 	c->ticket_lifetime_s = DEFAULT_TICKET_LIFETIME_S;
 	c->worker_connections = DEFAULT_WORKER_CONNECTIONS;
+	c->log_refusals_per_s = DEFAULT_LOG_REFUSALS_PER_S;
+	c->sandbox = true;
+	if (get_bool(l, root, "sandbox", &c->sandbox) != 0)
+		return -1;
 	if (get_uint(l, root, "expiry_warn_days", 0, 3650,
 	    &c->expiry_warn_days) != 0 ||
 	    get_uint(l, root, "ticket_lifetime", 60, 604800,
 	    &c->ticket_lifetime_s) != 0 ||
+	    get_uint(l, root, "ticket_max_age", 1, 1209600,
+	    &c->ticket_max_age_s) != 0 ||
 	    load_file_opt(l, root, "ticket_key_file", false,
 	    &c->ticket_key_file) != 0)
 		return -1;
+	/* Unset: as long as one ticket can live (its period and the next). */
+	if (c->ticket_max_age_s == 0)
+		c->ticket_max_age_s = 2 * c->ticket_lifetime_s;
 	if (get_uint(l, root, "workers", 1, MAX_WORKERS, &c->workers) != 0 ||
 	    get_seconds(l, root, "shutdown_timeout", 0, 3600000,
 	    &c->shutdown_timeout_ms) != 0 ||
@@ -1192,7 +1220,9 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 	    get_uint(l, root, "max_connections_per_identity", 0, 1000000,
 	    &d.max_per_identity) != 0 ||
 	    get_uint(l, root, "worker_connections", 1, 1000000,
-	    &c->worker_connections) != 0)
+	    &c->worker_connections) != 0 ||
+	    get_uint(l, root, "log_refusals_per_second", 0, 1000000,
+	    &c->log_refusals_per_s) != 0)
 		return -1;
 
 	if (get_string(l, root, "user", false, &user, &s) != 0)
@@ -1228,9 +1258,28 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 			c->log = CFG_LOG_JOURNAL;
 		else if (strcmp(log, "stderr") == 0)
 			c->log = CFG_LOG_STDERR;
+		else if (strcmp(log, "json") == 0)
+			c->log = CFG_LOG_JSON;
 		else {
 			fail(l, s, "log: unknown value \"%s\" (use \"auto\", "
-			    "\"journal\" or \"stderr\")", log);
+			    "\"journal\", \"stderr\" or \"json\")", log);
+			return -1;
+		}
+	}
+	if (get_string(l, root, "watch", false, &watch, &s) != 0)
+		return -1;
+	c->watch = CFG_WATCH_TLS;
+	if (watch != NULL) {
+		c->watch_line = (int)config_setting_source_line(s);
+		if (strcmp(watch, "off") == 0)
+			c->watch = CFG_WATCH_OFF;
+		else if (strcmp(watch, "tls") == 0)
+			c->watch = CFG_WATCH_TLS;
+		else if (strcmp(watch, "all") == 0)
+			c->watch = CFG_WATCH_ALL;
+		else {
+			fail(l, s, "watch: unknown value \"%s\" (use \"off\", "
+			    "\"tls\" or \"all\")", watch);
 			return -1;
 		}
 	}
@@ -1274,6 +1323,17 @@ check_include(struct loader *l, const char *from, int line, const char *name,
 		snprintf(l->err, l->errlen, "%s:%d: @include \"%s\": not a "
 		    "regular file", from, line, name);
 		return -1;
+	}
+	/* For watch = "all": every file the configuration is made of. */
+	if (l->includes.n < 64) {
+		char **v = realloc(l->includes.v, (l->includes.n + 1) *
+		    sizeof(*v));
+
+		if (v != NULL) {
+			l->includes.v = v;
+			if ((v[l->includes.n] = strdup(path)) != NULL)
+				l->includes.n++;
+		}
 	}
 	if (depth >= MAX_INCLUDE_DEPTH || (f = fopen(path, "re")) == NULL)
 		return 0;
@@ -1409,6 +1469,8 @@ load(const char *path, const char *text, char *err, size_t errlen)
 	}
 	if (load_root(&l, config_root_setting(&lc), c) != 0)
 		goto err1;
+	c->includes = l.includes; /* ownership moves */
+	memset(&l.includes, 0, sizeof(l.includes));
 
 	free(l.dir);
 	config_destroy(&lc);
@@ -1417,6 +1479,7 @@ load(const char *path, const char *text, char *err, size_t errlen)
 err1:
 	cfg_free(c);
 err0:
+	strs_free(&l.includes);
 	free(l.dir);
 	config_destroy(&lc);
 	return NULL;
@@ -1537,6 +1600,7 @@ cfg_free(struct cfg *c)
 	}
 	free(c->listeners);
 	file_free(&c->ticket_key_file);
+	strs_free(&c->includes);
 	free(c->user);
 	free(c->group);
 	free(c->path);

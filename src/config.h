@@ -42,7 +42,14 @@ struct cfg_allow {
 	size_t nspki;
 };
 enum cfg_proxy { CFG_PROXY_OFF, CFG_PROXY_V1, CFG_PROXY_V2 };
-enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR };
+enum cfg_log { CFG_LOG_AUTO, CFG_LOG_JOURNAL, CFG_LOG_STDERR, CFG_LOG_JSON };
+
+/* Which file changes reload the configuration by themselves. */
+enum cfg_watch {
+	CFG_WATCH_OFF,
+	CFG_WATCH_TLS, /* certificates, keys, CAs, CRLs, ticket_key_file */
+	CFG_WATCH_ALL, /* ... and the configuration file and its @includes */
+};
 
 /* A file setting: resolved path plus where it was written, for messages. */
 struct cfg_file {
@@ -103,16 +110,24 @@ struct cfg_listener {
 struct cfg {
 	char *path;    /* the file as given */
 	unsigned workers;
-	char *user;  /* NULL: keep the master's user */
-	char *group; /* NULL: user's primary group, or keep */
+	char *user;  /* NULL: started as root, tls-echod or nobody */
+	char *group; /* NULL: the (default) user's primary group */
 	int user_line, group_line;
 	enum cfg_log log;
+	enum cfg_watch watch;
+	int watch_line;
+	struct cfg_strs includes; /* @include files read (absolute paths) */
 	unsigned expiry_warn_days;    /* warn when a certificate expires sooner */
 	unsigned ticket_lifetime_s;   /* session ticket key period */
+	unsigned ticket_max_age_s;    /* tickets stop resuming this long after
+	                                 the client's full handshake */
 	struct cfg_file ticket_key_file; /* path NULL: keys made at start */
 	unsigned shutdown_timeout_ms; /* SIGTERM: time live connections get */
 	unsigned drain_timeout_ms;    /* reload: time old workers get */
 	unsigned worker_connections;  /* all listeners together, per worker */
+	unsigned log_refusals_per_s;  /* logged in full per listener, reason,
+	                                 worker and second; the rest counted */
+	bool sandbox;                 /* workers run under a seccomp filter */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 };

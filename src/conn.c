@@ -108,13 +108,14 @@ struct conn {
 
 void
 conn_listener_init(struct conn_listener *cl, const struct cfg_listener *cfg,
-    struct tlsctx *tls)
+    struct tlsctx *tls, unsigned refusals_per_s)
 {
 	const struct cfg_allow *a = &cfg->allow;
 
 	memset(cl, 0, sizeof(*cl));
 	cl->cfg = cfg;
 	cl->tls = tls;
+	lograte_init(&cl->refusals, refusals_per_s);
 	cl->allow.cn = a->cn.v;
 	cl->allow.ncn = a->cn.n;
 	cl->allow.ou = a->ou.v;
@@ -341,6 +342,20 @@ log_close(const struct conn *c, uint64_t now_ms, const char *reason,
 	    "connection closed: %s", words);
 }
 
+/* A bare connect-and-close is a health check or a port scan. */
+static int
+refusal_prio(const char *token)
+{
+	return strcmp(token, "peer-closed") == 0 ? LOG_INFO : LOG_WARNING;
+}
+
+/*
+ * One line per refusal, unless this listener already logged its share of
+ * this reason in the current second (log_refusals_per_second): then it is
+ * counted, and conn_listener_log_suppressed() says how many.  A flood of
+ * junk would otherwise push journald into its own rate limit, which drops
+ * records silently, the ones an operator needs included.
+ */
 static void
 log_refusal(const struct conn *c, uint64_t now_ms, const struct tls_refusal *r)
 {
@@ -354,13 +369,60 @@ log_refusal(const struct conn *c, uint64_t now_ms, const struct tls_refusal *r)
 		{ "CLIENT_ISSUER", r->issuer[0] ? r->issuer : NULL },
 		{ "DURATION_MS", dur },
 	};
-	/* A bare connect-and-close is a health check or a port scan. */
-	int prio = strcmp(r->token, "peer-closed") == 0 ? LOG_INFO :
-	    LOG_WARNING;
 
+	if (!lograte_admit(&c->l->refusals, r->token, now_ms))
+		return;
 	snprintf(dur, sizeof(dur), "%" PRIu64, now_ms - c->start_ms);
-	log_event(prio, LOG_ID_REFUSED, f, sizeof(f) / sizeof(f[0]),
-	    "handshake refused: %s", r->words);
+	log_event(refusal_prio(r->token), LOG_ID_REFUSED, f,
+	    sizeof(f) / sizeof(f[0]), "handshake refused: %s", r->words);
+}
+
+/* ${n} with thousands separated by commas ("2,345"), for people. */
+static const char *
+group_digits(uint64_t n, char *buf, size_t len)
+{
+	char digits[24];
+	size_t nd, i, o = 0;
+
+	nd = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64, n);
+	for (i = 0; i < nd && o + 2 < len; i++) {
+		if (i > 0 && (nd - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = digits[i];
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+void
+conn_listener_log_suppressed(struct conn_listener *cl, uint64_t now_ms,
+    bool all)
+{
+	struct lograte_summary sum;
+
+	while (lograte_due(&cl->refusals, now_ms, all, &sum)) {
+		char n[24], span[24], words[32], ago[32];
+		struct log_field f[] = {
+			{ "LISTENER", cl->cfg->name },
+			{ "CLOSE_REASON", sum.token },
+			{ "SUPPRESSED", n },
+			{ "INTERVAL_MS", span },
+		};
+
+		snprintf(n, sizeof(n), "%" PRIu64, sum.suppressed);
+		snprintf(span, sizeof(span), "%" PRIu64, sum.span_ms);
+		/* Under a second only when a stopping worker flushes. */
+		if (sum.span_ms < 1000)
+			snprintf(ago, sizeof(ago), "%" PRIu64 " ms", sum.span_ms);
+		else
+			snprintf(ago, sizeof(ago), "%.1f s",
+			    (double)sum.span_ms / 1000.0);
+		log_event(refusal_prio(sum.token), LOG_ID_REFUSED_SUPPRESSED, f,
+		    sizeof(f) / sizeof(f[0]), "listener %s: %s more refusal%s "
+		    "(%s) in the last %s not logged one by one", cl->cfg->name,
+		    group_digits(sum.suppressed, words, sizeof(words)),
+		    sum.suppressed == 1 ? "" : "s", sum.token, ago);
+	}
 }
 
 /* --- life cycle --------------------------------------------------------- */
@@ -718,7 +780,7 @@ queue_proxy_header(struct conn_set *set, struct conn *c)
 	struct dir *up = &c->dirs[0];
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
-	char cn[256], uri[512];
+	char cn[1024], uri[1024];
 	struct proxy_tls t;
 
 	if (b->proxy == CFG_PROXY_OFF)
@@ -732,8 +794,11 @@ queue_proxy_header(struct conn_set *set, struct conn *c)
 		    (struct sockaddr *)&local, (char *)up->buf, CONN_BUF);
 		return up->len > 0;
 	}
-	tlssess_peer_cn(c->client.tls, cn, sizeof(cn));
-	tlssess_peer_uri(c->client.tls, uri, sizeof(uri));
+	/* A name that cannot go whole makes no header: the backend must
+	 * not mistake a name cut short, or none, for the client's. */
+	if (tlssess_peer_cn(c->client.tls, cn, sizeof(cn)) < 0 ||
+	    tlssess_peer_uri(c->client.tls, uri, sizeof(uri)) < 0)
+		return false;
 	t.version = tlssess_version(c->client.tls);
 	t.cipher = tlssess_cipher(c->client.tls);
 	t.cn = cn[0] ? cn : NULL;
@@ -937,8 +1002,7 @@ admit_identity(struct conn_set *set, struct conn *c, struct tls_refusal *why)
 	if (lc->max_per_identity == 0 || c->unauthenticated ||
 	    set->census == NULL)
 		return true;
-	tlssess_peer_uri(c->client.tls, ident, sizeof(ident));
-	if (ident[0] == '\0')
+	if (tlssess_peer_uri(c->client.tls, ident, sizeof(ident)) <= 0)
 		tlssess_peer_subject(c->client.tls, ident, sizeof(ident));
 	key = census_id_key(set->census, lc->name, ident);
 	held = census_id_count(set->census, key);

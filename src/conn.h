@@ -5,17 +5,21 @@
  * connect -> relay; then closing) driven by socket readiness and a
  * deadline.  Every state has a timeout, every buffer a bound, and a
  * connection never blocks: it tells epoll what it waits for.  Each
- * connection ends with exactly one log line: a refusal or a close.
+ * connection ends with exactly one log line, a refusal or a close, except
+ * refusals beyond log_refusals_per_second: those are counted, and one
+ * summary line a second says how many (conn_listener_log_suppressed).
  */
 #ifndef TLS_ECHOD_CONN_H
 #define TLS_ECHOD_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "config.h"
 #include "identity.h"
+#include "lograte.h"
 #include "timerq.h"
 
 struct tlsctx;
@@ -36,14 +40,28 @@ struct conn_listener {
 	struct identity_allow allow; /* from cfg->allow; empty: any client */
 	unsigned active; /* connections of this listener in this worker */
 	uint64_t crl_warned_ms; /* last "stale CRL" warning, to rate-limit */
+	struct lograte refusals; /* which refusals are logged one by one */
 };
 
 /**
- * conn_listener_init(cl, cfg, tls):
- * Fill ${cl} for listener ${cfg} with TLS context ${tls} (not owned).
+ * conn_listener_init(cl, cfg, tls, refusals_per_s):
+ * Fill ${cl} for listener ${cfg} with TLS context ${tls} (not owned),
+ * logging at most ${refusals_per_s} refusals per reason and second one by
+ * one (log_refusals_per_second) and counting the rest.
  */
 void conn_listener_init(struct conn_listener *cl,
-    const struct cfg_listener *cfg, struct tlsctx *tls);
+    const struct cfg_listener *cfg, struct tlsctx *tls,
+    unsigned refusals_per_s);
+
+/**
+ * conn_listener_log_suppressed(cl, now_ms, all):
+ * Log one summary (SUPPRESSED=count) per reason whose refusals ${cl}
+ * counted instead of logging them, once their second is over; with ${all},
+ * every pending count now (a worker that stops).  Call it at least every
+ * second or so.
+ */
+void conn_listener_log_suppressed(struct conn_listener *cl, uint64_t now_ms,
+    bool all);
 
 /* Spare copy buffers a worker keeps for its next busy connection. */
 #define CONN_POOL_MAX 64

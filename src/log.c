@@ -10,7 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "json.h"
 
 /* Our records say where they come from in their fields; libsystemd's
  * CODE_FILE/CODE_LINE would only ever name write_journal(). */
@@ -48,10 +51,17 @@ log_open(enum log_target t, int force)
 		    LOG_TARGET_STDERR;
 }
 
+enum log_target
+log_target(void)
+{
+	return target;
+}
+
 const char *
 log_target_name(void)
 {
-	return target == LOG_TARGET_JOURNAL ? "journal" : "stderr";
+	return target == LOG_TARGET_JOURNAL ? "journal" :
+	    target == LOG_TARGET_JSON ? "stderr (JSON lines)" : "stderr";
 }
 
 static const char *
@@ -123,6 +133,57 @@ write_stderr(int prio, const char *msg, const struct log_field *f, size_t n)
 		;
 }
 
+/*
+ * One JSON object per line on stderr, with the fields journald would get
+ * (all values strings, as `journalctl -o json` gives them) and a
+ * TIMESTAMP (RFC 3339, UTC, microseconds) for collectors.
+ */
+static void
+write_json(int prio, const char *msgid, const char *msg,
+    const struct log_field *f, size_t n)
+{
+	char line[8192], ts[32], num[24];
+	struct timespec now;
+	struct tm tm;
+	size_t off = 0, i;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, 20, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + 19, sizeof(ts) - 19, ".%06uZ",
+	    (unsigned)(now.tv_nsec / 1000) % 1000000u);
+	/* Room is kept for the closing brace and newline. */
+	json_put_raw(line, sizeof(line) - 2, &off, "{\"TIMESTAMP\":");
+	json_put_str(line, sizeof(line) - 2, &off, ts);
+	json_put_raw(line, sizeof(line) - 2, &off, ",\"PRIORITY\":");
+	snprintf(num, sizeof(num), "%d", prio);
+	json_put_str(line, sizeof(line) - 2, &off, num);
+	json_put_raw(line, sizeof(line) - 2, &off,
+	    ",\"SYSLOG_IDENTIFIER\":\"tls-echod\",\"PID\":");
+	snprintf(num, sizeof(num), "%ld", (long)getpid());
+	json_put_str(line, sizeof(line) - 2, &off, num);
+	if (msgid != NULL) {
+		json_put_raw(line, sizeof(line) - 2, &off,
+		    ",\"MESSAGE_ID\":");
+		json_put_str(line, sizeof(line) - 2, &off, msgid);
+	}
+	json_put_raw(line, sizeof(line) - 2, &off, ",\"MESSAGE\":");
+	json_put_str(line, sizeof(line) - 2, &off, msg);
+	for (i = 0; i < n; i++) {
+		if (f[i].value == NULL)
+			continue;
+		json_put_raw(line, sizeof(line) - 2, &off, ",");
+		json_put_str(line, sizeof(line) - 2, &off, f[i].key);
+		json_put_raw(line, sizeof(line) - 2, &off, ":");
+		json_put_str(line, sizeof(line) - 2, &off, f[i].value);
+	}
+	line[off++] = '}';
+	line[off++] = '\n';
+	/* One write per record so workers' lines never interleave. */
+	while (write(STDERR_FILENO, line, off) < 0 && errno == EINTR)
+		;
+}
+
 static void
 write_journal(int prio, const char *msgid, const char *msg,
     const struct log_field *f, size_t n)
@@ -172,6 +233,8 @@ vlog_event(int prio, const char *msgid, const struct log_field *f, size_t n,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (target == LOG_TARGET_JOURNAL)
 		write_journal(prio, msgid, msg, f, n);
+	else if (target == LOG_TARGET_JSON)
+		write_json(prio, msgid, msg, f, n);
 	else
 		write_stderr(prio, msg, f, n);
 	errno = saved;

@@ -4,7 +4,8 @@
  * A record is a priority, a stable MESSAGE_ID (one per event kind, so
  * "journalctl MESSAGE_ID=..." finds them), a human message and structured
  * fields with upper-case names.  To journald they go as native fields; on a
- * terminal they are printed as "tls-echod[pid]: level: message KEY=value...".
+ * terminal they are printed as "tls-echod[pid]: level: message KEY=value...";
+ * with log = "json", as one JSON object per line.
  * Never pass key material or payload bytes.
  */
 #ifndef TLS_ECHOD_LOG_H
@@ -27,8 +28,10 @@
 #define LOG_ID_STATUS     "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0b"
 #define LOG_ID_CRL        "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0c"
 #define LOG_ID_EXPIRY     "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0d"
+/* Refusals counted, not logged one by one (SUPPRESSED=count). */
+#define LOG_ID_REFUSED_SUPPRESSED "5b1c4a0e6f2d4b8a9c3e1f7a2d6b4c0e"
 
-enum log_target { LOG_TARGET_STDERR, LOG_TARGET_JOURNAL };
+enum log_target { LOG_TARGET_STDERR, LOG_TARGET_JOURNAL, LOG_TARGET_JSON };
 
 struct log_field {
 	const char *key;   /* upper-case journald field name */
@@ -38,13 +41,20 @@ struct log_field {
 /**
  * log_open(target, force):
  * Use ${target} when ${force} is set, else the journal when stderr is
- * connected to it (JOURNAL_STREAM), else stderr.
+ * connected to it (JOURNAL_STREAM), else stderr.  LOG_TARGET_JSON writes one
+ * JSON object per line on stderr, with journald's fields and a TIMESTAMP.
  */
 void log_open(enum log_target target, int force);
 
 /**
+ * log_target():
+ * Where records go now.
+ */
+enum log_target log_target(void);
+
+/**
  * log_target_name():
- * "journal" or "stderr", for the startup line.
+ * "journal", "stderr" or "stderr (JSON lines)", for the startup line.
  */
 const char *log_target_name(void);
 

@@ -24,11 +24,14 @@
 #include <systemd/sd-daemon.h>
 
 #include "census.h"
+#include "ctl.h"
 #include "log.h"
 #include "net.h"
 #include "notify.h"
+#include "sandbox.h"
 #include "tlsctx.h"
 #include "version.h"
+#include "watch.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG 1024
@@ -39,7 +42,13 @@
 #define STATUS_MS 2000      /* STATUS= refresh (sent only when it changed) */
 #define NOTIFY_RETRY_MS 100 /* state change the manager's queue refused */
 #define RETIRE_ACK_MS 2000  /* reload: wait this long at most for the old
-                               workers to stop accepting before READY=1 */
+                               workers to leave the listening sockets
+                               before READY=1 */
+#define CTL_READS 8         /* control messages read per worker per wakeup */
+#define WATCH_QUIET_MS 500  /* a watched file changed: reload once it has
+                               been quiet this long (half-written files) */
+#define WATCH_MAX_MS 3000   /* ... or this long after the first change */
+#define WATCH_POLL_MS 2000  /* without inotify: look this often */
 #define MAX_OLD_GENS 3      /* draining generations kept; older are killed */
 #define CAP_GRACE_MS 2000   /* for a worker told to close all at once */
 
@@ -50,16 +59,19 @@ struct gen {
 	struct worker_listener *ls; /* fds and tls contexts owned */
 	size_t nls;
 	struct worker_creds creds;
-	int pipe_r, pipe_w; /* workers hold pipe_r; EOF retires them */
 	int *reused;        /* per listener: index of the fd in the previous
 	                       generation it takes over, or -1 */
 	size_t kept, opened; /* listener sockets kept from / added to prev */
 	struct census *census; /* its workers' shared counts */
+	bool sandbox;          /* its workers load the seccomp filter */
 };
 
 /* A worker process. */
 struct proc {
 	pid_t pid;              /* 0: not running */
+	int ctl;                /* our end of its control socket pair, -1 */
+	bool leaving;           /* told to retire; its CTL_LEFT not yet in */
+	bool warned;            /* it sent something else: said so once */
 	unsigned gen;
 	unsigned idx;
 	uint64_t started_ms;
@@ -67,6 +79,7 @@ struct proc {
 	unsigned backoff_ms;
 	uint64_t kill_at_ms;    /* retired generation: when to SIGKILL */
 	bool killed;            /* retired and SIGKILLed: no longer counted */
+	bool sandboxed;         /* under the seccomp filter (SIGSYS: its kill) */
 };
 
 struct master {
@@ -88,26 +101,77 @@ struct master {
 	char status[512];
 	char nearest[200];    /* the nearest certificate expiry, for STATUS= */
 	uint32_t next_drain_ms; /* drain_timeout of the generation taking over */
-	struct census *retired; /* the generation just retired, until its
-	                           workers said they stopped accepting */
-	unsigned *retired_idx;  /* ... and which of its workers were alive */
-	unsigned nretired;
+	/* A reload's READY=1 waits until every retired worker has left the
+	 * listening sockets (CTL_LEFT, or its exit) or ready_at_ms. */
+	bool ready_pending;
+	uint64_t ready_at_ms;
+	char reloaded[300];     /* the "reloaded" line, logged at READY=1 */
+	/* watch: certificate (and config) changes reload by themselves. */
+	struct watch *watch;
+	uint64_t watch_due_ms;   /* reload then (0: nothing changed) */
+	uint64_t watch_first_ms; /* the first change since the last reload */
+	uint64_t watch_poll_ms;  /* polling fallback: next look */
+	char watch_what[300];    /* what changed, for the log */
+	struct pollfd *pfd;     /* the loop's poll set (sigfd, then ctl fds) */
+	struct proc **pproc;    /* ... and the worker of each ctl fd */
+	size_t npfd_cap;
 };
 
-static void wait_retired(struct master *m);
+static void maybe_ready(struct master *m, uint64_t now);
+static void watch_arm(struct master *m);
 
-/* Resolve user/group settings to ids; uid -1 if no user is configured. */
+/* Where the configuration sends records (auto: log_open decides). */
+static enum log_target
+cfg_log_target(const struct cfg *c)
+{
+	return c->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
+	    c->log == CFG_LOG_JSON ? LOG_TARGET_JSON : LOG_TARGET_STDERR;
+}
+
+/*
+ * Who workers run as when root starts us and `user` is unset, first that
+ * exists: the user systemd/tls-echod.sysusers creates (`make install`), then
+ * the traditional unprivileged one.  Never root by default: a worker parses
+ * what any client sends.
+ */
+static const char *const default_users[] = { "tls-echod", "nobody" };
+
+/* The first of default_users that exists, its name in ${*ret_name}; NULL
+ * if none does. */
+static struct passwd *
+default_user(const char **ret_name)
+{
+	struct passwd *pw;
+	size_t i;
+
+	for (i = 0; i < sizeof(default_users) / sizeof(default_users[0]); i++)
+		if ((pw = getpwnam(default_users[i])) != NULL) {
+			*ret_name = default_users[i];
+			return pw;
+		}
+	return NULL;
+}
+
+/*
+ * Resolve the user and group settings to the ids workers switch to; uid -1:
+ * they stay who we are.  Started as root, workers never keep root unless
+ * `user` says so: without `user` they drop to the first of default_users
+ * (with `group` if set, else that user's primary group).  Not started as
+ * root, they stay the starting user, and a setting that would switch is an
+ * error.
+ */
 static int
 resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
     size_t errlen)
 {
-	const struct passwd *pw;
+	const struct passwd *pw = NULL;
 	const struct group *gr;
+	bool root = geteuid() == 0;
 
 	cr->uid = (uid_t)-1;
 	cr->gid = (gid_t)-1;
 	cr->user = c->user;
-	if (c->user == NULL && c->group == NULL)
+	if (!root && c->user == NULL && c->group == NULL)
 		return 0;
 	if (c->user != NULL) {
 		errno = 0;
@@ -116,11 +180,22 @@ resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
 			    "\"%s\"", c->path, c->user_line, c->user);
 			return -1;
 		}
-		cr->uid = pw->pw_uid;
-		cr->gid = pw->pw_gid;
+	} else if (root) {
+		if ((pw = default_user(&cr->user)) == NULL) {
+			snprintf(err, errlen, "%s: user: not set, and neither "
+			    "\"%s\" nor \"%s\" exists for the workers to run "
+			    "as: create one, or set user (user = \"root\" "
+			    "keeps root, not recommended)", c->path,
+			    default_users[0], default_users[1]);
+			return -1;
+		}
 	} else {
 		cr->uid = geteuid();
 		cr->user = "(current user)";
+	}
+	if (pw != NULL) {
+		cr->uid = pw->pw_uid;
+		cr->gid = pw->pw_gid;
 	}
 	if (c->group != NULL) {
 		if ((gr = getgrnam(c->group)) == NULL) {
@@ -129,16 +204,15 @@ resolve_creds(const struct cfg *c, struct worker_creds *cr, char *err,
 			return -1;
 		}
 		cr->gid = gr->gr_gid;
-	} else if (c->user == NULL)
-		cr->gid = getegid();
-	if (geteuid() != 0 && (cr->uid != geteuid() || cr->gid != getegid())) {
+	}
+	if (!root && (cr->uid != geteuid() || cr->gid != getegid())) {
 		snprintf(err, errlen, "%s:%d: %s: switching to %s needs root; "
 		    "run as root or remove the setting", c->path,
 		    c->user ? c->user_line : c->group_line,
 		    c->user ? "user" : "group", c->user ? c->user : c->group);
 		return -1;
 	}
-	if (geteuid() != 0)
+	if (!root)
 		cr->uid = (uid_t)-1; /* already who we should be */
 	return 0;
 }
@@ -156,10 +230,121 @@ load_tls(const struct cfg *c, struct tlsctx **tls, char *err, size_t errlen)
 	return 0;
 }
 
+/* One line of a report: printed to ${out} (tls-echod -t; a warning starts
+ * with "warning: ") or, with ${out} NULL, logged. */
+static void
+report_line(FILE *out, int prio, const char *msg)
+{
+	if (out != NULL)
+		fprintf(out, "%s%s\n", prio == LOG_WARNING ? "warning: " : "",
+		    msg);
+	else
+		log_msg(prio, "%s", msg);
+}
+
 /*
- * Every date to watch (certificate expiries, CRL next updates) and key
- * file permissions: printed to ${out} (tls-echod -t) or logged, with a
- * warning below expiry_warn_days.  The nearest expiry goes to ${nearest}.
+ * Who the workers of ${c} run as (${cr}, from resolve_creds): printed to
+ * ${out} (tls-echod -t) or logged (start, reload), with a warning if that
+ * is root.
+ */
+static void
+report_creds(const struct cfg *c, const struct worker_creds *cr, FILE *out)
+{
+	char msg[600], grp[64];
+	const struct passwd *pw;
+	const struct group *gr;
+
+	if (cr->uid == (uid_t)-1) {
+		/* Not started as root: nothing to switch. */
+		pw = getpwuid(geteuid());
+		snprintf(msg, sizeof(msg), "workers run as %s (uid %lu, gid %lu): "
+		    "not started as root, they keep the user tls-echod runs as",
+		    pw != NULL ? pw->pw_name : "?", (unsigned long)geteuid(),
+		    (unsigned long)getegid());
+		report_line(out, LOG_INFO, msg);
+		return;
+	}
+	gr = getgrgid(cr->gid);
+	snprintf(grp, sizeof(grp), "%s", gr != NULL ? gr->gr_name : "?");
+	snprintf(msg, sizeof(msg), "workers run as user %s (uid %lu), group %s "
+	    "(gid %lu)%s", cr->user, (unsigned long)cr->uid, grp,
+	    (unsigned long)cr->gid, c->user == NULL ? ": the default, no "
+	    "user set" : "");
+	report_line(out, LOG_INFO, msg);
+	if (cr->uid == 0) {
+		snprintf(msg, sizeof(msg), "workers run as root (%s:%d: user = "
+		    "\"%s\"): they parse what every client sends, and one taken "
+		    "over would own this host; remove user (default: %s, else "
+		    "%s) or name an unprivileged user", c->path, c->user_line,
+		    cr->user, default_users[0], default_users[1]);
+		report_line(out, LOG_WARNING, msg);
+	}
+}
+
+/*
+ * tls.ca holds several CAs and tls.crl revokes for some of them: each CA
+ * without a CRL is warned about (clients it issued are never checked for
+ * revocation).  A single CA without a CRL is a choice, not a gap.
+ */
+static void
+report_ca_crls(const struct cfg_listener *li, const struct tlsctx *t,
+    FILE *out)
+{
+	struct tlsctx_ca_crl ca[64];
+	size_t n, i, with = 0;
+	char msg[600];
+
+	n = tlsctx_ca_crls(t, ca, sizeof(ca) / sizeof(ca[0]));
+	if (n > sizeof(ca) / sizeof(ca[0]))
+		n = sizeof(ca) / sizeof(ca[0]);
+	for (i = 0; i < n; i++)
+		with += ca[i].has_crl != 0;
+	if (with == 0 || with == n)
+		return;
+	for (i = 0; i < n; i++)
+		if (!ca[i].has_crl) {
+			snprintf(msg, sizeof(msg), "listener %s: CA \"%.256s\" "
+			    "of tls.ca has no CRL in tls.crl while other CAs "
+			    "there have one: the clients it issued are never "
+			    "checked for revocation", li->name, ca[i].name);
+			report_line(out, LOG_WARNING, msg);
+		}
+}
+
+/*
+ * An allow.uri prefix ("...*") that does not end a path segment also
+ * admits its longer siblings: "spiffe://prod*" admits
+ * "spiffe://production/...".  A URN's segments end with ':' instead.
+ */
+static void
+report_uri_prefixes(const struct cfg_listener *li, FILE *out)
+{
+	char msg[900];
+	size_t i;
+
+	for (i = 0; i < li->allow.uri.n; i++) {
+		const char *p = li->allow.uri.v[i];
+		size_t n = strlen(p);
+		int plen = (int)n - 1;
+		char sep = strncmp(p, "urn:", 4) == 0 ? ':' : '/';
+
+		if (n < 2 || p[n - 1] != '*' || p[n - 2] == sep)
+			continue;
+		snprintf(msg, sizeof(msg), "listener %s: allow.uri \"%.200s\" "
+		    "is a prefix that does not end in \"%c\": it matches across "
+		    "path segments (\"%.*sX%c...\" too); write \"%.*s%c*\" if "
+		    "only what is under \"%.*s%c\" is meant", li->name, p, sep,
+		    plen, p, sep, plen, p, sep, plen, p, sep);
+		report_line(out, LOG_WARNING, msg);
+	}
+}
+
+/*
+ * Every date to watch (certificate expiries, CRL next updates), key file
+ * permissions and risky listener settings (CAs left without a CRL,
+ * allow.uri prefixes across path segments, no idle timeout): printed to
+ * ${out} (tls-echod -t) or logged, with a warning below expiry_warn_days.
+ * The nearest expiry goes to ${nearest}.
  */
 static void
 report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
@@ -238,6 +423,8 @@ report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
 				    "is readable by group or others (mode %04o): "
 				    "chmod 600 it", li->name, li->key.path, mode);
 		}
+		report_ca_crls(li, tls[i], out);
+		report_uri_prefixes(li, out);
 		if (li->idle_timeout_ms == 0) {
 			/* Only TCP keepalive (~2 min) then ends a silent peer. */
 			if (out != NULL)
@@ -252,6 +439,17 @@ report_dates(const struct cfg *c, struct tlsctx *const *tls, FILE *out,
 				    li->name);
 		}
 	}
+}
+
+/* Why workers of ${c} run without the seccomp filter, or NULL if they don't. */
+static const char *
+sandbox_off_reason(const struct cfg *c)
+{
+	if (sandbox_env_disabled())
+		return SANDBOX_ENV "=0 in the environment";
+	if (!c->sandbox)
+		return "sandbox = false";
+	return NULL;
 }
 
 int
@@ -278,7 +476,11 @@ master_check(const struct cfg *c, FILE *out, char *err, size_t errlen)
 			    c->listeners[i].name, c->listeners[i].listen,
 			    cfg_mode_name(c->listeners[i].mode), sum);
 		}
+		report_creds(c, &cr, out);
 		report_dates(c, tls, out, NULL, 0);
+		if (sandbox_off_reason(c) != NULL)
+			fprintf(out, "warning: %s: workers run without their "
+			    "seccomp filter\n", sandbox_off_reason(c));
 	}
 	ret = 0;
 out:
@@ -404,10 +606,6 @@ gen_free(struct gen *g)
 	}
 	free(g->ls);
 	free(g->reused);
-	if (g->pipe_r >= 0)
-		close(g->pipe_r);
-	if (g->pipe_w >= 0)
-		close(g->pipe_w);
 	census_free(g->census);
 	cfg_free(g->cfg);
 	free(g);
@@ -431,7 +629,8 @@ gen_census(struct gen *g, char *err, size_t errlen)
 		snprintf(err, errlen, "getrandom: %s", strerror(errno));
 		return -1;
 	}
-	g->census = census_new(g->cfg->workers, slots, seed);
+	g->census = census_new(g->cfg->workers, slots,
+	    g->cfg->worker_connections, seed);
 	if (g->census == NULL) {
 		snprintf(err, errlen, "shared memory for %u workers: %s",
 		    g->cfg->workers, strerror(errno));
@@ -450,7 +649,6 @@ gen_new(struct cfg *c, const struct gen *prev, unsigned id, char *err,
     size_t errlen)
 {
 	struct gen *g;
-	int pfd[2];
 	size_t i;
 
 	if ((g = calloc(1, sizeof(*g))) == NULL) {
@@ -460,8 +658,8 @@ gen_new(struct cfg *c, const struct gen *prev, unsigned id, char *err,
 	}
 	g->id = id;
 	g->cfg = c;
-	g->pipe_r = g->pipe_w = -1;
 	g->nls = c->nlisteners;
+	g->sandbox = sandbox_off_reason(c) == NULL;
 	g->ls = calloc(g->nls, sizeof(*g->ls));
 	g->reused = calloc(g->nls, sizeof(*g->reused));
 	if (g->ls == NULL || g->reused == NULL) {
@@ -480,12 +678,6 @@ gen_new(struct cfg *c, const struct gen *prev, unsigned id, char *err,
 	if (resolve_creds(c, &g->creds, err, errlen) != 0 ||
 	    gen_census(g, err, errlen) != 0)
 		goto err;
-	if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) != 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		goto err;
-	}
-	g->pipe_r = pfd[0];
-	g->pipe_w = pfd[1];
 	if ((prev == NULL && open_first(g, err, errlen) != 0) ||
 	    open_rest(g, prev, err, errlen) != 0)
 		goto err;
@@ -509,20 +701,71 @@ gen_adopt(struct gen *g, struct gen *prev)
 		}
 }
 
+/* ${n} worker slots, none running. */
+static struct proc *
+slots_new(unsigned n)
+{
+	struct proc *p = calloc(n ? n : 1, sizeof(*p));
+	unsigned i;
+
+	for (i = 0; p != NULL && i < n; i++)
+		p[i].ctl = -1;
+	return p;
+}
+
+/* Close our end of ${p}'s control socket pair. */
+static void
+proc_ctl_close(struct proc *p)
+{
+	if (p->ctl >= 0)
+		close(p->ctl);
+	p->ctl = -1;
+}
+
+/*
+ * In a new worker: close what belongs to the master alone, our ends of the
+ * other workers' control socket pairs above all (a worker must not talk
+ * for, or to, another).
+ */
+static void
+child_close_master_fds(struct master *m)
+{
+	size_t i;
+
+	close(m->sigfd);
+	if (m->watch != NULL && watch_fd(m->watch) >= 0)
+		close(watch_fd(m->watch));
+	for (i = 0; i < m->nslots; i++)
+		if (m->slots[i].ctl >= 0)
+			close(m->slots[i].ctl);
+	for (i = 0; i < m->nold; i++)
+		if (m->old[i].ctl >= 0)
+			close(m->old[i].ctl);
+}
+
 static void
 spawn(struct master *m, unsigned idx, uint64_t now)
 {
 	struct proc *p = &m->slots[idx];
 	struct gen *g = m->cur;
+	int fds[2];
 	pid_t pid;
 
-	/* From fork on, the worker counts as accepting until it says not. */
-	census_set_accepting(g->census, idx, true);
+	proc_ctl_close(p);
+	if (ctl_pair(fds) != 0) {
+		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "cannot start worker "
+		    "%u: socketpair: %s", idx, strerror(errno));
+		p->respawn_at_ms = now + RESPAWN_MAX_MS;
+		return;
+	}
+	p->ctl = fds[0];
 	pid = fork();
 
 	if (pid < 0) {
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "cannot fork worker "
 		    "%u: %s", idx, strerror(errno));
+		proc_ctl_close(p);
+		close(fds[1]);
 		p->respawn_at_ms = now + RESPAWN_MAX_MS;
 		return;
 	}
@@ -531,18 +774,18 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 			.cfg = g->cfg,
 			.listeners = g->ls,
 			.nlisteners = g->nls,
-			.master_fd = g->pipe_r,
+			.master_fd = fds[1],
 			.index = idx,
 			.generation = g->id,
 			.creds = g->creds,
 			.census = g->census,
+			.sandbox = g->sandbox,
 		};
 		int status;
 
-		close(m->sigfd);
-		close(g->pipe_w);
-		g->pipe_w = -1;
+		child_close_master_fds(m);
 		status = worker_run(&a);
+		close(fds[1]);
 		/* Free what the master built, for leak checkers.  The
 		 * listening sockets go with _exit (worker_run closed them
 		 * when it stopped, or never got that far). */
@@ -551,23 +794,36 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 		gen_free(g);
 		free(m->slots);
 		free(m->old);
+		free(m->pfd);
+		free(m->pproc);
 		tlsctx_global_free();
 		_exit(status);
 	}
+	close(fds[1]);
 	p->pid = pid;
 	p->gen = g->id;
 	p->idx = idx;
 	p->started_ms = now;
 	p->respawn_at_ms = 0;
+	p->leaving = false;
+	p->warned = false;
+	p->sandboxed = g->sandbox;
 }
 
+/*
+ * How a worker ended, for the log.  SIGSYS from a sandboxed worker is the
+ * seccomp filter's kill: nothing else sends it, and the kernel sends it for
+ * no other reason.
+ */
 static void
-describe_exit(int st, char *buf, size_t len)
+describe_exit(int st, bool sandboxed, char *buf, size_t len)
 {
 	if (WIFSIGNALED(st))
-		snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(st),
+		snprintf(buf, len, "killed by signal %d (%s)%s%s", WTERMSIG(st),
 		    strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" :
-		    "");
+		    "", sandboxed && WTERMSIG(st) == SIGSYS ? ": its seccomp "
+		    "sandbox stopped a system call it does not allow (the "
+		    "kernel log names it: audit type=1326)" : "");
 	else
 		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
 }
@@ -578,16 +834,17 @@ reap_old(struct master *m, pid_t pid, int st)
 	size_t i;
 
 	for (i = 0; i < m->nold; i++) {
-		char how[96];
+		char how[256];
 
 		if (m->old[i].pid != pid)
 			continue;
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			describe_exit(st, how, sizeof(how));
+			describe_exit(st, m->old[i].sandboxed, how, sizeof(how));
 			log_event(LOG_WARNING, LOG_ID_WORKER, NULL, 0, "retired "
 			    "worker %u of generation %u (pid %ld) %s",
 			    m->old[i].idx, m->old[i].gen, (long)pid, how);
 		}
+		proc_ctl_close(&m->old[i]);
 		m->old[i] = m->old[--m->nold];
 		return true;
 	}
@@ -602,7 +859,7 @@ reap(struct master *m, uint64_t now)
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		struct proc *p = NULL;
-		char how[96];
+		char how[256];
 		unsigned i;
 
 		if (reap_old(m, pid, st))
@@ -613,11 +870,11 @@ reap(struct master *m, uint64_t now)
 		if (p == NULL)
 			continue;
 		p->pid = 0;
+		proc_ctl_close(p);
 		/* Its connections died with it: stop counting them (STATUS=,
 		 * per-identity limits) until its replacement starts. */
 		census_worker_start(m->cur->census, p->idx);
-		census_set_accepting(m->cur->census, p->idx, false);
-		describe_exit(st, how, sizeof(how));
+		describe_exit(st, p->sandboxed, how, sizeof(how));
 		if (m->stopping) {
 			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 				log_event(LOG_WARNING, LOG_ID_WORKER, NULL, 0,
@@ -678,19 +935,26 @@ set_status(struct master *m)
 	    "", m->nearest);
 }
 
-/* Log the dates of generation ${g} and remember the nearest expiry. */
+/*
+ * Log who generation ${g}'s workers run as and its dates, and remember the
+ * nearest expiry; warn if its workers run without the seccomp filter.
+ */
 static void
 report_gen(struct master *m, const struct gen *g)
 {
 	struct tlsctx **tls = calloc(g->nls, sizeof(*tls));
 	size_t i;
 
+	report_creds(g->cfg, &g->creds, NULL);
 	if (tls == NULL)
 		return;
 	for (i = 0; i < g->nls; i++)
 		tls[i] = g->ls[i].tls;
 	report_dates(g->cfg, tls, NULL, m->nearest, sizeof(m->nearest));
 	free(tls);
+	if (!g->sandbox)
+		log_msg(LOG_WARNING, "%s: workers run without their seccomp "
+		    "filter", sandbox_off_reason(g->cfg));
 }
 
 /* Retire the current generation: its workers drain, its sockets close. */
@@ -711,33 +975,31 @@ retire_current(struct master *m, uint64_t now)
 			m->capold = cap;
 		}
 	}
-	/* The old workers drain for the new configuration's drain_timeout
-	 * (read when the pipe's EOF tells them to stop). */
-	census_set_drain_ms(g->census, m->next_drain_ms);
-	/* Keep their census until they said they stopped accepting. */
-	m->retired_idx = calloc(m->nslots ? m->nslots : 1,
-	    sizeof(*m->retired_idx));
-	m->nretired = 0;
-	if (m->retired_idx != NULL) {
-		m->retired = g->census;
-		g->census = NULL;
-		for (i = 0; i < m->nslots; i++)
-			if (m->slots[i].pid != 0)
-				m->retired_idx[m->nretired++] = i;
-	}
 	for (i = 0; i < m->nslots; i++) {
+		struct proc *p = &m->slots[i];
+
+		if (p->pid == 0)
+			continue;
+		/* Stop accepting; drain for the new drain_timeout.  The
+		 * answer (CTL_LEFT) lets READY=1 go; a worker that cannot be
+		 * told is not waited for (its exit closes the sockets). */
+		p->leaving = ctl_send(p->ctl, CTL_RETIRE, m->next_drain_ms) == 0;
+		if (!p->leaving)
+			log_msg(LOG_WARNING, "cannot retire worker %u (pid %ld): "
+			    "%s", p->idx, (long)p->pid, strerror(errno));
 		if (m->nold == m->capold) {
 			ret = -1; /* untracked: still drains, reaped anyway */
-			break;
-		}
-		if (m->slots[i].pid == 0)
+			proc_ctl_close(p);
 			continue;
-		m->old[m->nold] = m->slots[i];
+		}
+		m->old[m->nold] = *p;
 		m->old[m->nold].kill_at_ms = now + m->next_drain_ms +
 		    KILL_GRACE_MS;
 		m->nold++;
+		p->ctl = -1; /* moved */
 	}
-	/* Closing the pipe is the message: EOF tells its workers to drain. */
+	/* Its census goes now: no worker of the next generation inherits
+	 * the mapping (the old workers keep theirs until they exit). */
 	gen_free(g);
 	m->cur = NULL;
 	free(m->slots);
@@ -780,7 +1042,7 @@ cap_old(struct master *m)
 }
 
 static void
-reload(struct master *m, uint64_t now)
+reload(struct master *m, uint64_t now, const char *why)
 {
 	struct cfg *c;
 	struct gen *g;
@@ -789,12 +1051,12 @@ reload(struct master *m, uint64_t now)
 	unsigned k, prev_id = m->cur->id;
 	size_t closed = 0, i;
 
-	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "SIGHUP: reloading %s",
+	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "%s: reloading %s", why,
 	    m->cur->cfg->path);
 	c = cfg_load(m->cur->cfg->path, err, sizeof(err));
 	g = c == NULL ? NULL : gen_new(c, m->cur, m->next_gen, err,
 	    sizeof(err));
-	slots = g == NULL ? NULL : calloc(g->cfg->workers, sizeof(*slots));
+	slots = g == NULL ? NULL : slots_new(g->cfg->workers);
 	if (g != NULL && slots == NULL)
 		snprintf(err, sizeof(err), "out of memory");
 	if (slots == NULL) {
@@ -822,63 +1084,187 @@ reload(struct master *m, uint64_t now)
 	 * connections wait in the kept sockets' backlogs, none is refused. */
 	m->next_drain_ms = g->cfg->drain_timeout_ms;
 	if (retire_current(m, now) != 0) {
-		log_msg(LOG_ERR, "out of memory: generation %u drains "
-		    "without a drain_timeout", prev_id);
+		log_msg(LOG_ERR, "out of memory: some workers of generation %u "
+		    "drain untracked", prev_id);
 	}
-	log_open(g->cfg->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
-	    LOG_TARGET_STDERR, g->cfg->log != CFG_LOG_AUTO);
+	log_open(cfg_log_target(g->cfg), g->cfg->log != CFG_LOG_AUTO);
 	m->cur = g;
 	m->slots = slots;
 	m->nslots = g->cfg->workers;
 	for (k = 0; k < m->nslots; k++)
 		spawn(m, k, now);
 	cap_old(m);
-	wait_retired(m);
 	report_gen(m, g);
-	set_status(m);
-	notify_ready(m->status);
-	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "reloaded: generation %u "
+	/* READY=1 once the retired workers have left the listening
+	 * sockets: the loop hears their CTL_LEFT (or their exit). */
+	snprintf(m->reloaded, sizeof(m->reloaded), "reloaded: generation %u "
 	    "serving (listener sockets: %zu kept, %zu opened, %zu closed); "
 	    "generation %u draining", g->id, g->kept, g->opened, closed,
 	    prev_id);
+	m->ready_pending = true;
+	m->ready_at_ms = now + RETIRE_ACK_MS;
+	maybe_ready(m, now);
 }
 
 /*
  * Before READY=1 says the new configuration is in force, the retired
  * workers must have left the listening sockets: until then one of them
- * could still take a new connection under the old configuration.  They say
- * so in their census part, normally within a millisecond of the pipe's EOF.
+ * could still take a new connection under the old configuration.  Each
+ * says so with CTL_LEFT, normally within a millisecond of CTL_RETIRE; one
+ * that exits instead is gone from the sockets too.
  */
 static void
-wait_retired(struct master *m)
+maybe_ready(struct master *m, uint64_t now)
 {
-	uint64_t end = worker_now_ms() + RETIRE_ACK_MS;
-	unsigned i, left;
+	unsigned left = 0;
+	size_t i;
 
-	if (m->retired == NULL)
-		goto out;
-	for (;;) {
-		struct timespec ts = { 0, 2 * 1000 * 1000 };
+	if (!m->ready_pending || m->stopping)
+		return;
+	for (i = 0; i < m->nold; i++)
+		left += m->old[i].leaving;
+	if (left > 0 && now < m->ready_at_ms)
+		return;
+	if (left > 0) {
+		log_msg(LOG_WARNING, "%u retired worker(s) did not say they "
+		    "left the listening sockets within %d ms; ready anyway",
+		    left, RETIRE_ACK_MS);
+		for (i = 0; i < m->nold; i++)
+			m->old[i].leaving = false;
+	}
+	m->ready_pending = false;
+	set_status(m);
+	notify_ready(m->status);
+	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "%s", m->reloaded);
+}
 
-		for (i = 0, left = 0; i < m->nretired; i++)
-			left += census_accepting(m->retired,
-			    m->retired_idx[i]);
-		if (left == 0)
-			break;
-		if (worker_now_ms() >= end) {
-			log_msg(LOG_WARNING, "%u retired worker(s) still "
-			    "accepting after %d ms (stopped, or dead?); "
-			    "ready anyway", left, RETIRE_ACK_MS);
+/* Add ${path} (may be NULL) to ${v}, which has room. */
+static void
+add_watched(const char **v, size_t *n, size_t max, const char *path)
+{
+	if (path != NULL && *n < max)
+		v[(*n)++] = path;
+}
+
+/*
+ * Watch what the configuration in force is made of (watch = "tls": every
+ * certificate, key, CA, CRL and ticket_key_file; "all": also the file and
+ * its @includes), replacing what was watched.  After every reload, good or
+ * failed: symlinks may point elsewhere now, and a failed one is retried
+ * at the next change.
+ */
+static void
+watch_arm(struct master *m)
+{
+	const struct cfg *c = m->cur->cfg;
+	const char **v;
+	char *conf = NULL;
+	size_t n = 0, max = 8 + c->includes.n, i, k;
+
+	if (c->watch == CFG_WATCH_OFF) {
+		watch_free(m->watch);
+		m->watch = NULL;
+		m->watch_due_ms = 0;
+		return;
+	}
+	for (i = 0; i < c->nlisteners; i++)
+		max += 6 + c->listeners[i].ncrl;
+	if (m->watch == NULL) {
+		/* TLS_ECHOD_WATCH_POLL=1: poll as where inotify is missing
+		 * (for tests, and file systems inotify does not see). */
+		const char *e = getenv("TLS_ECHOD_WATCH_POLL");
+		bool poll = e != NULL && strcmp(e, "1") == 0;
+
+		if ((m->watch = watch_new(poll)) == NULL) {
+			log_msg(LOG_ERR, "watch: out of memory; certificate "
+			    "changes need SIGHUP");
+			return;
+		}
+		if (watch_fd(m->watch) < 0)
+			log_msg(poll ? LOG_INFO : LOG_WARNING, "watch: %s%s; "
+			    "looking for changes every %d s", poll ?
+			    "TLS_ECHOD_WATCH_POLL=1" : "inotify unavailable: ",
+			    poll ? "" : strerror(errno), WATCH_POLL_MS / 1000);
+	}
+	if ((v = calloc(max, sizeof(*v))) == NULL)
+		return;
+	for (i = 0; i < c->nlisteners; i++) {
+		const struct cfg_listener *li = &c->listeners[i];
+
+		add_watched(v, &n, max, li->cert.path);
+		add_watched(v, &n, max, li->key.path);
+		add_watched(v, &n, max, li->ca.path);
+		for (k = 0; k < li->ncrl; k++)
+			add_watched(v, &n, max, li->crl[k].path);
+		add_watched(v, &n, max, li->backend.ca.path);
+		add_watched(v, &n, max, li->backend.cert.path);
+		add_watched(v, &n, max, li->backend.key.path);
+	}
+	add_watched(v, &n, max, c->ticket_key_file.path);
+	if (c->watch == CFG_WATCH_ALL) {
+		conf = realpath(c->path, NULL);
+		add_watched(v, &n, max, conf);
+		for (k = 0; k < c->includes.n; k++)
+			add_watched(v, &n, max, c->includes.v[k]);
+	}
+	if (watch_set(m->watch, v, n) != 0)
+		log_msg(LOG_WARNING, "watch: cannot watch every file of the "
+		    "configuration (%s); changes to those need SIGHUP",
+		    strerror(errno));
+	m->watch_poll_ms = worker_now_ms() + WATCH_POLL_MS;
+	free(conf);
+	free(v);
+}
+
+/* A watched file changed (or, polling, may have): reload once it is quiet. */
+static void
+on_watch(struct master *m, uint64_t now)
+{
+	char what[sizeof(m->watch_what)];
+
+	if (m->watch == NULL || !watch_changed(m->watch, what, sizeof(what)))
+		return;
+	if (m->watch_due_ms == 0) {
+		m->watch_first_ms = now;
+		snprintf(m->watch_what, sizeof(m->watch_what), "%s", what);
+	}
+	m->watch_due_ms = now + WATCH_QUIET_MS;
+	if (m->watch_due_ms > m->watch_first_ms + WATCH_MAX_MS)
+		m->watch_due_ms = m->watch_first_ms + WATCH_MAX_MS;
+}
+
+/*
+ * What worker ${p} says on its control socket.  A worker is the untrusted
+ * side: one message type is expected (CTL_LEFT, after CTL_RETIRE), its
+ * argument is ignored, anything else is dropped and reported once.
+ */
+static void
+on_ctl(struct master *m, struct proc *p, uint64_t now)
+{
+	struct ctl_msg msg;
+	int i, r;
+
+	for (i = 0; i < CTL_READS; i++) {
+		r = ctl_recv(p->ctl, &msg);
+		if (r == -1)
+			return;
+		if (r == 0) {
+			/* Gone (or it closed its end): reaped by SIGCHLD. */
+			proc_ctl_close(p);
+			p->leaving = false;
 			break;
 		}
-		(void)nanosleep(&ts, NULL);
+		if (r == 1 && msg.type == CTL_LEFT && p->leaving) {
+			p->leaving = false;
+			continue;
+		}
+		if (!p->warned)
+			log_msg(LOG_WARNING, "worker %u of generation %u (pid "
+			    "%ld) sent an unexpected control message; "
+			    "ignored", p->idx, p->gen, (long)p->pid);
+		p->warned = true;
 	}
-out:
-	census_free(m->retired);
-	m->retired = NULL;
-	free(m->retired_idx);
-	m->retired_idx = NULL;
-	m->nretired = 0;
+	maybe_ready(m, now);
 }
 
 static void
@@ -952,8 +1338,10 @@ on_signals(struct master *m, uint64_t now)
 			reap(m, now);
 			break;
 		case SIGHUP:
-			if (!m->stopping)
-				reload(m, now);
+			if (!m->stopping) {
+				reload(m, now, "SIGHUP");
+				watch_arm(m);
+			}
 			break;
 		case SIGUSR1:
 			dump_status(m, now);
@@ -985,6 +1373,13 @@ poll_timeout(const struct master *m, uint64_t now)
 		next = now + NOTIFY_RETRY_MS;
 	if (m->stopping && m->kill_at_ms < next)
 		next = m->kill_at_ms;
+	if (m->ready_pending && m->ready_at_ms < next)
+		next = m->ready_at_ms;
+	if (m->watch_due_ms != 0 && m->watch_due_ms < next)
+		next = m->watch_due_ms;
+	if (m->watch != NULL && watch_fd(m->watch) < 0 &&
+	    m->watch_poll_ms < next)
+		next = m->watch_poll_ms;
 	return next > now ? (int)(next - now) : 0;
 }
 
@@ -1019,6 +1414,19 @@ timers(struct master *m, uint64_t now)
 		if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms != 0 &&
 		    now >= m->slots[i].respawn_at_ms)
 			spawn(m, (unsigned)i, now);
+	if (m->watch != NULL && watch_fd(m->watch) < 0 &&
+	    now >= m->watch_poll_ms) {
+		on_watch(m, now);
+		m->watch_poll_ms = now + WATCH_POLL_MS;
+	}
+	if (m->watch_due_ms != 0 && now >= m->watch_due_ms) {
+		char why[sizeof(m->watch_what) + 40];
+
+		m->watch_due_ms = 0;
+		snprintf(why, sizeof(why), "%s changed", m->watch_what);
+		reload(m, now, why);
+		watch_arm(m);
+	}
 	if (now >= m->next_status_ms) {
 		/* Keep `systemctl status` current: connections come and go. */
 		char before[sizeof(m->status)];
@@ -1031,17 +1439,59 @@ timers(struct master *m, uint64_t now)
 	}
 }
 
+/* The poll set: the signalfd, then every worker's control socket. */
+static size_t
+poll_set(struct master *m)
+{
+	size_t want = 2 + m->nslots + m->nold, n = 1, i;
+
+	if (want > m->npfd_cap) {
+		struct pollfd *pfd = realloc(m->pfd, want * sizeof(*pfd));
+		struct proc **pp;
+
+		if (pfd == NULL)
+			return 1; /* signals still work; retry next round */
+		m->pfd = pfd;
+		if ((pp = realloc(m->pproc, want * sizeof(*pp))) == NULL)
+			return 1;
+		m->pproc = pp;
+		m->npfd_cap = want;
+	}
+	m->pfd[0].fd = m->sigfd;
+	m->pfd[0].events = POLLIN;
+	m->pfd[0].revents = 0;
+	for (i = 0; i < m->nslots + m->nold; i++) {
+		struct proc *p = i < m->nslots ? &m->slots[i] :
+		    &m->old[i - m->nslots];
+
+		if (p->ctl < 0)
+			continue;
+		m->pfd[n].fd = p->ctl;
+		m->pfd[n].events = POLLIN;
+		m->pfd[n].revents = 0;
+		m->pproc[n++] = p;
+	}
+	if (m->watch != NULL && watch_fd(m->watch) >= 0) {
+		m->pfd[n].fd = watch_fd(m->watch);
+		m->pfd[n].events = POLLIN;
+		m->pfd[n].revents = 0;
+		m->pproc[n++] = NULL; /* the watcher, not a worker */
+	}
+	return n;
+}
+
 static void
 loop(struct master *m)
 {
-	struct pollfd p = { .fd = m->sigfd, .events = POLLIN };
-
 	for (;;) {
 		uint64_t now = worker_now_ms();
+		size_t n, i;
 
 		if (m->stopping && alive(m) == 0)
 			return;
-		if (poll(&p, 1, poll_timeout(m, now)) < 0 && errno != EINTR) {
+		n = poll_set(m);
+		if (poll(m->pfd, n, poll_timeout(m, now)) < 0 &&
+		    errno != EINTR) {
 			/* Never leave workers behind unsupervised. */
 			log_msg(LOG_ERR, "poll: %s; stopping", strerror(errno));
 			if (!m->stopping)
@@ -1050,9 +1500,17 @@ loop(struct master *m)
 			continue;
 		}
 		now = worker_now_ms();
-		if (p.revents & POLLIN)
+		/* Workers first: the signals may reap them (and move the
+		 * arrays the poll set points into). */
+		for (i = 1; i < n; i++)
+			if (m->pfd[i].revents != 0 && m->pproc[i] != NULL)
+				on_ctl(m, m->pproc[i], now);
+			else if (m->pfd[i].revents != 0)
+				on_watch(m, now);
+		if (m->pfd[0].revents & POLLIN)
 			on_signals(m, now);
 		timers(m, now);
+		maybe_ready(m, now);
 		m->notify_pending = notify_retry() != 0;
 	}
 }
@@ -1090,8 +1548,7 @@ master_run(struct cfg *c)
 
 	/* Private keys live in this process and its workers: no core dumps. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	log_open(c->log == CFG_LOG_JOURNAL ? LOG_TARGET_JOURNAL :
-	    LOG_TARGET_STDERR, c->log != CFG_LOG_AUTO);
+	log_open(cfg_log_target(c), c->log != CFG_LOG_AUTO);
 	log_event(LOG_INFO, LOG_ID_START, NULL, 0, "tls-echod %s starting "
 	    "(mbedTLS %s, %s; config %s; log to %s)", TLS_ECHOD_VERSION,
 	    tlsctx_library_version(), TLS_ECHOD_MBEDTLS_ORIGIN, c->path,
@@ -1107,7 +1564,7 @@ master_run(struct cfg *c)
 		goto fail;
 	m.next_gen++;
 	m.nslots = m.cur->cfg->workers;
-	if ((m.slots = calloc(m.nslots, sizeof(*m.slots))) == NULL) {
+	if ((m.slots = slots_new(m.nslots)) == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
@@ -1123,6 +1580,7 @@ master_run(struct cfg *c)
 		spawn(&m, k, now);
 	m.watchdog_ms = notify_watchdog_usec() / 2000;
 	m.next_watchdog_ms = now + m.watchdog_ms;
+	watch_arm(&m);
 	set_status(&m);
 	notify_ready(m.status);
 	log_event(LOG_INFO, LOG_ID_READY, NULL, 0, "ready: %s", m.status);
@@ -1135,9 +1593,16 @@ fail:
 	log_event(LOG_ERR, LOG_ID_CONFIG, NULL, 0, "%s", err);
 	notify_status("failed to start: %s", err);
 out:
+	for (i = 0; m.slots != NULL && i < m.nslots; i++)
+		proc_ctl_close(&m.slots[i]);
+	for (i = 0; i < m.nold; i++)
+		proc_ctl_close(&m.old[i]);
 	gen_free(m.cur);
 	free(m.slots);
 	free(m.old);
+	free(m.pfd);
+	free(m.pproc);
+	watch_free(m.watch);
 	if (m.sigfd >= 0)
 		close(m.sigfd);
 	tlsctx_global_free();

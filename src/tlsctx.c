@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -499,6 +500,24 @@ dn_eq(const mbedtls_x509_name *a, const mbedtls_x509_name *b)
 	return true;
 }
 
+/*
+ * The profile mbedTLS verifies client chains with (the default: our TLS
+ * configuration sets no other) accepts ${crl}'s signature algorithm.  A CRL
+ * it refuses (say, signed with SHA-1) fails every verification that
+ * consults it.
+ */
+static bool
+crl_profile_ok(const mbedtls_x509_crl *crl)
+{
+	const mbedtls_x509_crt_profile *p = &mbedtls_x509_crt_profile_default;
+	mbedtls_md_type_t md = crl->MBEDTLS_PRIVATE(sig_md);
+	mbedtls_pk_type_t pk = crl->MBEDTLS_PRIVATE(sig_pk);
+
+	return md != MBEDTLS_MD_NONE && pk != MBEDTLS_PK_NONE &&
+	    (p->allowed_mds & MBEDTLS_X509_ID_FLAG(md)) != 0 &&
+	    (p->allowed_pks & MBEDTLS_X509_ID_FLAG(pk)) != 0;
+}
+
 /* ${ca}'s key verifies ${crl}'s signature. */
 static bool
 crl_signed_by(const mbedtls_x509_crl *crl, mbedtls_x509_crt *ca)
@@ -518,10 +537,11 @@ crl_signed_by(const mbedtls_x509_crl *crl, mbedtls_x509_crt *ca)
 }
 
 /*
- * A CRL whose issuer is a CA of tls.ca must carry that CA's signature (or
- * it would silently never apply); one from another issuer may belong to an
- * intermediate that clients send, and is kept as it is.  Returns 0, or -1
- * with ${why} set.
+ * A CRL must be signed with an algorithm the TLS policy accepts (or it
+ * would refuse every client it covers).  One whose issuer is a CA of
+ * tls.ca must carry that CA's signature (or it would silently never
+ * apply); one from another issuer may belong to an intermediate that
+ * clients send, and is kept as it is.  Returns 0, or -1 with ${why} set.
  */
 static int
 check_crl(const mbedtls_x509_crl *crl, mbedtls_x509_crt *cas, char *why,
@@ -530,6 +550,13 @@ check_crl(const mbedtls_x509_crl *crl, mbedtls_x509_crt *cas, char *why,
 	mbedtls_x509_crt *ca;
 	int named = 0;
 
+	if (!crl_profile_ok(crl)) {
+		snprintf(why, whylen, "signed with an algorithm the TLS policy "
+		    "refuses (SHA-1 or weaker?): every client whose chain it "
+		    "covers would be refused; re-issue it with SHA-256 or "
+		    "better");
+		return -1;
+	}
 	for (ca = cas; ca != NULL && ca->raw.len > 0; ca = ca->next) {
 		if (ca->subject_raw.len != crl->issuer_raw.len ||
 		    memcmp(ca->subject_raw.p, crl->issuer_raw.p,
@@ -596,11 +623,6 @@ load_crls(const struct cfg *c, const struct cfg_listener *li,
 	return 0;
 }
 
-/*
- * The ticket secret: from ticket_key_file (hashed: any format, at least 32
- * bytes, so `openssl rand -base64 48` will do), else fresh random bytes,
- * so a reload rotates it.  Shared by every worker through fork.
- */
 static void
 policy_u32(mbedtls_sha256_context *h, uint32_t v)
 {
@@ -661,7 +683,7 @@ setup_policy(const struct cfg_listener *li, struct tlsctx *t)
 static bool
 crl_trusted(const mbedtls_x509_crl *crl, mbedtls_x509_crt *ca)
 {
-	return mbedtls_x509_crt_check_key_usage(ca,
+	return crl_profile_ok(crl) && mbedtls_x509_crt_check_key_usage(ca,
 	    MBEDTLS_X509_KU_CRL_SIGN) == 0 && crl_signed_by(crl, ca);
 }
 
@@ -698,6 +720,7 @@ tlsctx_crl_check(const struct tlsctx *t, const mbedtls_x509_crt *child,
 	const mbedtls_x509_crl *crl;
 	const mbedtls_x509_crt *ca;
 	size_t i, j;
+	int was_stale = 0;
 
 	/* Is the parent one of our CAs (its verdicts are in the table)? */
 	for (ca = &t->ca, j = 0; j < t->nca && ca != parent; ca = ca->next)
@@ -722,11 +745,13 @@ tlsctx_crl_check(const struct tlsctx *t, const mbedtls_x509_crt *child,
 		if (mbedtls_x509_time_is_past(&crl->next_update)) {
 			if (t->crl_stale_refuse)
 				return TLSCTX_CRL_STALE;
-			*stale = 1;
+			was_stale = 1;
 		}
 		if (mbedtls_x509_crt_is_revoked(child, crl))
 			return TLSCTX_CRL_REVOKED;
 	}
+	if (was_stale)
+		*stale = 1;
 	return TLSCTX_CRL_OK;
 }
 
@@ -742,6 +767,11 @@ tlsctx_ca_by_hash(struct tlsctx *t, const uint8_t sha256[32])
 	return NULL;
 }
 
+/*
+ * The ticket secret: from ticket_key_file (hashed: any format, at least 32
+ * bytes, so `openssl rand -base64 48` will do), else fresh random bytes,
+ * so a reload rotates it.  Shared by every worker through fork.
+ */
 static int
 setup_tickets(const struct cfg *c, const struct cfg_listener *li,
     struct tlsctx *t, char *err, size_t errlen)
@@ -750,6 +780,7 @@ setup_tickets(const struct cfg *c, const struct cfg_listener *li,
 		return 0;
 	t->tickets = 1;
 	t->ticket_lifetime = c->ticket_lifetime_s;
+	t->ticket_max_age = c->ticket_max_age_s;
 	if ((t->ticket_name = strdup(li->name)) == NULL ||
 	    setup_policy(li, t) != 0 || setup_crl_table(t) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -961,13 +992,38 @@ fail:
 	return -1;
 }
 
+static size_t
+ctx_len(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (sizeof(struct tlsctx) + page - 1) / page * page;
+}
+
+/*
+ * A zeroed context on pages of its own, left out of core dumps: it holds
+ * the ticket secret.  (The private key lives in mbedTLS's heap objects;
+ * the processes are not dumpable at all: master_run, worker_run.)
+ */
+static struct tlsctx *
+ctx_alloc(void)
+{
+	void *p = mmap(NULL, ctx_len(), PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, ctx_len(), MADV_DONTDUMP);
+	return p;
+}
+
 struct tlsctx *
 tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
     size_t errlen)
 {
 	struct tlsctx *t;
 
-	if ((t = calloc(1, sizeof(*t))) == NULL) {
+	if ((t = ctx_alloc()) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -1039,7 +1095,7 @@ tlsctx_free(struct tlsctx *t)
 	free(t->bname);
 	free(t->bca_path);
 	mbedtls_platform_zeroize(t, sizeof(*t));
-	free(t);
+	(void)munmap(t, ctx_len());
 }
 
 void
@@ -1112,6 +1168,31 @@ tlsctx_dates(const struct tlsctx *t, struct tlsctx_date *out, size_t max)
 		    max, 0);
 		n = add_crt_dates(&t->bcert, "backend client certificate",
 		    t->bca_path, out, n, max, 1);
+	}
+	return n;
+}
+
+size_t
+tlsctx_ca_crls(const struct tlsctx *t, struct tlsctx_ca_crl *out,
+    size_t max)
+{
+	const mbedtls_x509_crt *ca;
+	const mbedtls_x509_crl *crl;
+	size_t n = 0;
+
+	for (ca = &t->ca; ca != NULL && ca->raw.len > 0; ca = ca->next, n++) {
+		if (n >= max)
+			continue;
+		if (mbedtls_x509_dn_gets(out[n].name, sizeof(out[n].name),
+		    &ca->subject) < 0)
+			snprintf(out[n].name, sizeof(out[n].name), "?");
+		out[n].has_crl = 0;
+		/* By name, as chain verification picks a CA's CRLs (load_crls
+		 * made sure a CRL in a CA's name carries its signature). */
+		for (crl = t->has_crl ? &t->crl : NULL; crl != NULL &&
+		    !out[n].has_crl; crl = crl->next)
+			out[n].has_crl = crl->version != 0 &&
+			    dn_eq(&crl->issuer, &ca->subject);
 	}
 	return n;
 }

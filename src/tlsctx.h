@@ -75,6 +75,21 @@ struct tlsctx_date {
 size_t tlsctx_dates(const struct tlsctx *t, struct tlsctx_date *out,
     size_t max);
 
+/* A CA of tls.ca, and whether tls.crl revokes on its behalf. */
+struct tlsctx_ca_crl {
+	char name[256]; /* subject */
+	int has_crl;    /* a CRL of tls.crl names it as issuer */
+};
+
+/**
+ * tlsctx_ca_crls(t, out, max):
+ * For each CA certificate of ${t}'s tls.ca, in file order (at most ${max}
+ * written to ${out}): its subject and whether tls.crl holds a CRL in its
+ * name.  Returns how many CAs tls.ca holds.
+ */
+size_t tlsctx_ca_crls(const struct tlsctx *t, struct tlsctx_ca_crl *out,
+    size_t max);
+
 /**
  * tlsctx_key_mode(t):
  * The permission bits the private key file had when loaded (e.g. 0600).

@@ -29,8 +29,10 @@ struct tlsctx {
 	 * ticket_key_file, every host) agrees, and a ticket opens nowhere
 	 * else: not on another listener, not after the trust changed. */
 	int tickets;            /* resumption on */
-	uint8_t ticket_secret[32]; /* wiped with the context */
+	uint8_t ticket_secret[32]; /* wiped with the context, which is
+	                              left out of core dumps */
 	unsigned ticket_lifetime;  /* seconds: one key period */
+	unsigned ticket_max_age;   /* seconds after the full handshake */
 	char *ticket_name;         /* owned: the listener's name, whole */
 	uint8_t policy[32];        /* SHA-256 of the trust settings */
 	uint8_t (*ca_sha256)[32];  /* owned: SHA-256 of each cert in ca */

@@ -4,6 +4,7 @@
 #include "tlssess.h"
 #include "tlsctx_int.h"
 #include "identity.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -44,6 +45,7 @@ struct leaf_text {
 struct ticket_peer {
 	mbedtls_x509_crt chain;
 	uint8_t anchor[32];
+	uint64_t auth_time; /* Unix time of the client's full handshake */
 	int auth;
 	int crl_stale;  /* a CRL past its nextUpdate was consulted */
 };
@@ -820,43 +822,48 @@ tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len)
 		tlssess_dn(&crt->subject, buf, len);
 }
 
-void
+int
 tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len)
 {
 	const mbedtls_x509_crt *crt = tlssess_peer_crt(s);
 	const mbedtls_x509_name *n;
+	size_t i;
 
-	buf[0] = '\0';
-	if (crt == NULL || len == 0)
-		return;
-	for (n = &crt->subject; n != NULL; n = n->next)
-		if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
-			size_t k = n->val.len < len - 1 ? n->val.len : len - 1;
-			size_t i;
-
-			/* UTF-8 (and ASCII) as it is; anything else (a
-			 * BMPString, a NUL) as '?' for what is not ASCII. */
-			bool utf8 = identity_utf8_ok((const char *)n->val.p,
-			    n->val.len);
-
-			for (i = 0; i < k; i++)
-				buf[i] = n->val.p[i] >= 0x20 && (utf8 ||
-				    n->val.p[i] < 0x7f) && n->val.p[i] != 0x7f ?
-				    (char)n->val.p[i] : '?';
-			buf[k] = '\0';
-			return;
-		}
+	if (len > 0)
+		buf[0] = '\0';
+	if (crt == NULL)
+		return 0;
+	for (n = &crt->subject; n != NULL; n = n->next) {
+		if (n->oid.p == NULL ||
+		    MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) != 0)
+			continue;
+		/* Whole and as it is, or not at all: a CN cut short, with a
+		 * control byte or not in UTF-8 (a BMPString, say) could read
+		 * as another name. */
+		if (n->val.len >= len || !identity_utf8_ok((const char *)
+		    n->val.p, n->val.len))
+			return -1;
+		for (i = 0; i < n->val.len; i++)
+			if (n->val.p[i] < 0x20 || n->val.p[i] == 0x7f)
+				return -1;
+		memcpy(buf, n->val.p, n->val.len);
+		buf[n->val.len] = '\0';
+		return 1;
+	}
+	return 0;
 }
 
-void
+int
 tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len)
 {
 	const mbedtls_x509_crt *crt = tlssess_peer_crt(s);
 	const mbedtls_x509_sequence *san;
+	int ret = 0;
 
-	buf[0] = '\0';
-	if (crt == NULL || len == 0)
-		return;
+	if (len > 0)
+		buf[0] = '\0';
+	if (crt == NULL)
+		return 0;
 	for (san = &crt->subject_alt_names; san != NULL && san->buf.p != NULL;
 	    san = san->next) {
 		mbedtls_x509_subject_alternative_name name;
@@ -873,15 +880,18 @@ tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len)
 			 * NUL, "spiffe://a\0..." would read "spiffe://a"). */
 			for (i = 0; i < k && u[i] > 0x20 && u[i] < 0x7f; i++)
 				;
+			ret = -1;
 			if (i == k && k < len) {
 				memcpy(buf, u, k);
 				buf[k] = '\0';
+				ret = 1;
 			}
 			mbedtls_x509_free_subject_alt_name(&name);
-			return;
+			return ret;
 		}
 		mbedtls_x509_free_subject_alt_name(&name);
 	}
+	return 0;
 }
 
 int
@@ -971,58 +981,21 @@ tlssess_crt_identity(const struct mbedtls_x509_crt *crt, struct identity *id)
 		id->has_spki = true;
 }
 
-/* Append ${v} as a JSON string (with quotes) at ${buf}+${*off}. */
-static void
-json_str(char *buf, size_t len, size_t *off, const char *v)
-{
-	const unsigned char *p;
-	/* Certificate names in UTF-8 go out as the same text; other bytes
-	 * as the Latin-1 characters they would be. */
-	bool utf8 = identity_utf8_ok(v, strlen(v));
-
-	if (*off + 2 >= len)
-		return;
-	buf[(*off)++] = '"';
-	for (p = (const unsigned char *)v; *p != '\0' && *off + 8 < len; p++) {
-		if (*p == '"' || *p == '\\') {
-			buf[(*off)++] = '\\';
-			buf[(*off)++] = (char)*p;
-		} else if (*p >= 0x80 && utf8)
-			buf[(*off)++] = (char)*p;
-		else if (*p < 0x20 || *p >= 0x7f)
-			*off += (size_t)snprintf(buf + *off, len - *off,
-			    "\\u%04x", *p);
-		else
-			buf[(*off)++] = (char)*p;
-	}
-	buf[(*off)++] = '"';
-	buf[*off] = '\0';
-}
-
-static void
-json_raw(char *buf, size_t len, size_t *off, const char *v)
-{
-	int w = snprintf(buf + *off, len - *off, "%s", v);
-
-	if (w > 0)
-		*off = *off + (size_t)w < len ? *off + (size_t)w : len - 1;
-}
-
 static void
 json_list(char *buf, size_t len, size_t *off, const char *key,
     char *const *v, size_t n)
 {
 	size_t i;
 
-	json_raw(buf, len, off, ",");
-	json_str(buf, len, off, key);
-	json_raw(buf, len, off, ":[");
+	json_put_raw(buf, len, off, ",");
+	json_put_str(buf, len, off, key);
+	json_put_raw(buf, len, off, ":[");
 	for (i = 0; i < n; i++) {
 		if (i > 0)
-			json_raw(buf, len, off, ",");
-		json_str(buf, len, off, v[i]);
+			json_put_raw(buf, len, off, ",");
+		json_put_str(buf, len, off, v[i]);
 	}
-	json_raw(buf, len, off, "]");
+	json_put_raw(buf, len, off, "]");
 }
 
 size_t
@@ -1036,10 +1009,10 @@ tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
 	if (len < 64)
 		return 0;
 	tlssess_peer_subject(s, subject, sizeof(subject));
-	json_raw(buf, len, &off, "{\"verified\":");
-	json_raw(buf, len, &off, crt != NULL ? "true" : "false");
-	json_raw(buf, len, &off, ",\"subject\":");
-	json_str(buf, len, &off, subject);
+	json_put_raw(buf, len, &off, "{\"verified\":");
+	json_put_raw(buf, len, &off, crt != NULL ? "true" : "false");
+	json_put_raw(buf, len, &off, ",\"subject\":");
+	json_put_str(buf, len, &off, subject);
 	json_list(buf, len, &off, "cn", id->cn, id->ncn);
 	json_list(buf, len, &off, "ou", id->ou, id->nou);
 	json_list(buf, len, &off, "dns", id->dns, id->ndns);
@@ -1055,12 +1028,12 @@ tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
 		snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02dZ",
 		    crt->valid_to.year, crt->valid_to.mon, crt->valid_to.day,
 		    crt->valid_to.hour, crt->valid_to.min, crt->valid_to.sec);
-		json_raw(buf, len, &off, ",\"issuer\":");
-		json_str(buf, len, &off, issuer);
-		json_raw(buf, len, &off, ",\"serial\":");
-		json_str(buf, len, &off, serial);
-		json_raw(buf, len, &off, ",\"not_after\":");
-		json_str(buf, len, &off, when);
+		json_put_raw(buf, len, &off, ",\"issuer\":");
+		json_put_str(buf, len, &off, issuer);
+		json_put_raw(buf, len, &off, ",\"serial\":");
+		json_put_str(buf, len, &off, serial);
+		json_put_raw(buf, len, &off, ",\"not_after\":");
+		json_put_str(buf, len, &off, when);
 	}
 	if (id->has_spki) {
 		static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
@@ -1088,16 +1061,16 @@ tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
 			spki[k++] = '=';
 		}
 		spki[k] = '\0';
-		json_raw(buf, len, &off, ",\"spki_sha256\":");
-		json_str(buf, len, &off, spki);
+		json_put_raw(buf, len, &off, ",\"spki_sha256\":");
+		json_put_str(buf, len, &off, spki);
 	}
-	json_raw(buf, len, &off, ",\"tls_version\":");
-	json_str(buf, len, &off, tlssess_version(s));
-	json_raw(buf, len, &off, ",\"cipher\":");
-	json_str(buf, len, &off, tlssess_cipher(s));
-	json_raw(buf, len, &off, ",\"resumed\":");
-	json_raw(buf, len, &off, tlssess_resumed(s) ? "true" : "false");
-	json_raw(buf, len, &off, "}\n");
+	json_put_raw(buf, len, &off, ",\"tls_version\":");
+	json_put_str(buf, len, &off, tlssess_version(s));
+	json_put_raw(buf, len, &off, ",\"cipher\":");
+	json_put_str(buf, len, &off, tlssess_cipher(s));
+	json_put_raw(buf, len, &off, ",\"resumed\":");
+	json_put_raw(buf, len, &off, tlssess_resumed(s) ? "true" : "false");
+	json_put_raw(buf, len, &off, "}\n");
 	return off;
 }
 
@@ -1121,10 +1094,13 @@ tlssess_deny(struct tlssess *s, const char *token)
  * Session tickets.  A ticket is
  *   header: version (1) | TLS minor version (1) | period (4) | nonce (12)
  *   AES-256-GCM(state) | tag (16), the header as additional data
- * where state = len (2) | mbedTLS session | flags (1) and, for a client
- * with a certificate (flag TICKET_AUTH): the SHA-256 of the CA its chain
- * ended at (32) | count (1) | count x (len (2) | DER), the verified chain
- * leaf first, without the CA (unless the leaf is the CA).
+ * where state = len (2) | mbedTLS session | flags (1) | time of the
+ * client's full handshake (8) and, for a client with a certificate (flag
+ * TICKET_AUTH): the SHA-256 of the CA its chain ended at (32) | count (1) |
+ * count x (len (2) | DER), the verified chain leaf first, without the CA
+ * (unless the leaf is the CA).  TLS 1.3 renews a ticket at every
+ * resumption; the time of the full handshake travels on, so ticket_max_age
+ * bounds how long a client lives on tickets, however often it returns.
  *
  * The key of a period is HMAC-SHA256(secret, "tls-echod ticket v2" | len
  * (2) | listener name | trust policy digest | period): every worker (and
@@ -1230,16 +1206,18 @@ ticket_client(const struct tlssess *s, const mbedtls_x509_crt **certs,
     size_t *n, uint8_t anchor[32])
 {
 	const mbedtls_x509_crt *crt;
-	size_t i;
+	size_t i, k = 0;
 
-	*n = 0;
-	if (s->peer == NULL)
+	if (s->peer == NULL) {
+		*n = 0;
 		return 0;
+	}
 	if (s->resumed_peer != NULL) {
 		for (crt = &s->resumed_peer->chain; crt != NULL &&
-		    crt->raw.len > 0 && *n < TLSSESS_CHAIN_MAX; crt = crt->next)
-			certs[(*n)++] = crt;
+		    crt->raw.len > 0 && k < TLSSESS_CHAIN_MAX; crt = crt->next)
+			certs[k++] = crt;
 		memcpy(anchor, s->resumed_peer->anchor, 32);
+		*n = k;
 		return 0;
 	}
 	if (s->vchain_bad || s->vlen == 0)
@@ -1251,29 +1229,56 @@ ticket_client(const struct tlssess *s, const mbedtls_x509_crt **certs,
 	if (mbedtls_sha256(crt->raw.p, crt->raw.len, anchor, 0) != 0 ||
 	    tlsctx_ca_by_hash(s->ctx, anchor) == NULL)
 		return -1;
-	*n = s->vlen == 1 ? 1 : s->vlen - 1;
-	for (i = 0; i < *n; i++)
+	k = s->vlen == 1 ? 1 : s->vlen - 1;
+	for (i = 0; i < k; i++)
 		certs[i] = s->vchain[i];
+	*n = k;
 	return 0;
 }
 
-int
-tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
-    unsigned char *start, const unsigned char *end, size_t *tlen,
+/* The time of the full handshake a ticket of ${s} vouches for. */
+static uint64_t
+ticket_auth_time(const struct tlssess *s)
+{
+	return s->resumed_peer != NULL ? s->resumed_peer->auth_time :
+	    (uint64_t)time(NULL);
+}
+
+/*
+ * A ticket nothing accepts (version 0) and a lifetime of 0 ("discard it"):
+ * for an admitted client whose ticket cannot be made.  TLS 1.3 takes an
+ * error from the write callback as fatal for the connection; the client
+ * was admitted and must not lose it over a ticket.
+ */
+static int
+ticket_dud(unsigned char *start, const unsigned char *end, size_t *tlen,
     uint32_t *lifetime)
 {
-	const struct tlsctx *t = p_ticket;
-	const struct tlssess *s = current;
+	if (end - start < 1 + 16)
+		return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
+	start[0] = 0;
+	if (tlsctx_random(start + 1, 16) != 0)
+		memset(start + 1, 0, 16);
+	*tlen = 1 + 16;
+	*lifetime = 0;
+	return 0;
+}
+
+/* The ticket itself; an mbedTLS error if it cannot be made. */
+static int
+ticket_make(const struct tlsctx *t, const struct tlssess *s,
+    const mbedtls_ssl_session *session, unsigned char *start,
+    const unsigned char *end, size_t *tlen)
+{
 	const mbedtls_x509_crt *certs[TLSSESS_CHAIN_MAX];
 	uint8_t anchor[32];
-	size_t ncerts, extra = 1, i, slen = 0, plen;
+	size_t ncerts, extra = 1 + 8, i, slen = 0, plen;
 	unsigned char *p = start + TICKET_HDR, *q;
 	uint32_t period = ticket_period(t);
+	uint64_t when = ticket_auth_time(s);
 	int ret;
 
-	/* Only an admitted client gets a ticket: a refused one has none. */
-	if (s == NULL || !s->server || s->authn != AUTHN_ADMITTED ||
-	    ticket_client(s, certs, &ncerts, anchor) != 0)
+	if (ticket_client(s, certs, &ncerts, anchor) != 0)
 		return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
 	if (ncerts > 0) {
 		extra += 32 + 1;
@@ -1295,6 +1300,8 @@ tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
 	p[1] = (unsigned char)slen;
 	q = p + 2 + slen;
 	*q++ = ncerts > 0 ? TICKET_AUTH : 0;
+	for (i = 0; i < 8; i++)
+		*q++ = (unsigned char)(when >> (56 - 8 * i));
 	if (ncerts > 0) {
 		memcpy(q, anchor, 32);
 		q += 32;
@@ -1317,6 +1324,22 @@ tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
 	    (ret = ticket_gcm(t, period, 1, start, p, plen, p + plen)) != 0)
 		return ret;
 	*tlen = TICKET_HDR + plen + TICKET_TAG;
+	return 0;
+}
+
+int
+tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
+    unsigned char *start, const unsigned char *end, size_t *tlen,
+    uint32_t *lifetime)
+{
+	const struct tlsctx *t = p_ticket;
+	const struct tlssess *s = current;
+
+	/* Only an admitted client gets a ticket: a refused one has none. */
+	if (s == NULL || !s->server || s->authn != AUTHN_ADMITTED)
+		return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+	if (ticket_make(t, s, session, start, end, tlen) != 0)
+		return ticket_dud(start, end, tlen, lifetime);
 	*lifetime = t->ticket_lifetime;
 	return 0;
 }
@@ -1364,6 +1387,7 @@ ticket_chain_ok(struct tlsctx *t, struct ticket_peer *p)
 static struct ticket_peer *
 ticket_peer_read(struct tlsctx *t, const unsigned char *q, size_t n)
 {
+	uint64_t now = (uint64_t)time(NULL);
 	struct ticket_peer *p;
 	size_t i, count, len;
 
@@ -1374,6 +1398,17 @@ ticket_peer_read(struct tlsctx *t, const unsigned char *q, size_t n)
 	p->auth = q[0] & TICKET_AUTH;
 	q++;
 	n--;
+	if (n < 8)
+		goto err;
+	for (i = 0; i < 8; i++)
+		p->auth_time = p->auth_time << 8 | q[i];
+	q += 8;
+	n -= 8;
+	/* However often it resumed, the client's full handshake is at most
+	 * ticket_max_age old (and not from the future: 60 s of clock skew
+	 * between hosts sharing ticket_key_file). */
+	if (p->auth_time > now + 60 || now - p->auth_time > t->ticket_max_age)
+		goto err;
 	if (!p->auth) {
 		/* No certificate: only where one is optional (the policy
 		 * digest says so too). */

@@ -156,16 +156,19 @@ void tlssess_peer_subject(const struct tlssess *s, char *buf, size_t len);
 
 /**
  * tlssess_peer_cn(s, buf, len):
- * The verified client certificate's first CN, "" if none.
+ * The verified client certificate's first CN in ${buf}: 1 if there is one,
+ * 0 if none (${buf} ""), -1 if it cannot be given whole and as it is (longer
+ * than ${len} - 1, a control byte, not UTF-8; ${buf} "").
  */
-void tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len);
+int tlssess_peer_cn(const struct tlssess *s, char *buf, size_t len);
 
 /**
  * tlssess_peer_uri(s, buf, len):
- * The verified client certificate's first URI SAN (e.g. a SPIFFE ID), ""
- * if none.
+ * The verified client certificate's first URI SAN (e.g. a SPIFFE ID) in
+ * ${buf}: 1, 0 if none, -1 if it cannot be given whole (longer than ${len}
+ * - 1, or bytes a URI cannot hold: controls, spaces, non-ASCII).
  */
-void tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len);
+int tlssess_peer_uri(const struct tlssess *s, char *buf, size_t len);
 
 /**
  * tlssess_deny(s, token):

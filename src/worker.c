@@ -13,19 +13,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "census.h"
+#include "ctl.h"
 #include "conn.h"
 #include "log.h"
+#include "sandbox.h"
 #include "tlsctx.h"
 
 #define TICK_MS 250          /* housekeeping: paused listeners */
 #define ACCEPT_BATCH 64      /* accepts per wakeup, so one listener can't hog */
 #define ACCEPT_PAUSE_MS 250  /* after EMFILE and friends */
 #define MAX_EVENTS 128
+#define DRAIN_MAX_MS 86400000u /* config's bound on drain_timeout */
 
 /* epoll cookies of the worker's own (conn.h: a conn starts with CONN_EV_KIND) */
 enum { EV_LISTENER = 2, EV_SIGNAL, EV_MASTER };
@@ -68,10 +72,17 @@ worker_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/*
+ * Become ${cr}'s user and group (and no supplementary group but that one),
+ * then check that it took, all of it: real, effective and saved ids, the
+ * group list, and no way back to root.
+ */
 static int
 drop_privileges(const struct worker_creds *cr, char *err, size_t errlen)
 {
 	uid_t r, e, s;
+	gid_t rg, eg, sg, groups[2];
+	int ng;
 
 	if (cr->uid == (uid_t)-1)
 		return 0;
@@ -83,11 +94,30 @@ drop_privileges(const struct worker_creds *cr, char *err, size_t errlen)
 		return -1;
 	}
 	/* Check, don't trust: a worker must never serve as root by mistake. */
+	ng = getgroups(2, groups);
 	if (getresuid(&r, &e, &s) != 0 || r != cr->uid || e != cr->uid ||
-	    s != cr->uid || getegid() != cr->gid ||
-	    (cr->uid != 0 && setuid(0) == 0)) {
+	    s != cr->uid || getresgid(&rg, &eg, &sg) != 0 || rg != cr->gid ||
+	    eg != cr->gid || sg != cr->gid || ng != 1 ||
+	    groups[0] != cr->gid || (cr->uid != 0 && setuid(0) == 0)) {
 		snprintf(err, errlen, "privilege drop to user %s did not "
 		    "take effect", cr->user);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A worker holds the private key and session keys: no core dumps, no
+ * ptrace by its (unprivileged) user, whatever the uid change or the
+ * system's suid_dumpable did to the flag the master set.
+ */
+static int
+stay_undumpable(char *err, size_t errlen)
+{
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
+	    prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		snprintf(err, errlen, "cannot make the worker undumpable: %s",
+		    strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -200,9 +230,6 @@ begin_stop(struct worker *w, uint64_t now, unsigned timeout_ms,
 		close(w->ls[i].fd);
 		w->ls[i].fd = -1;
 	}
-	/* The master waits for this before a reload's READY=1. */
-	if (w->conns.census != NULL)
-		census_set_accepting(w->conns.census, w->index, false);
 	log_event(LOG_INFO, LOG_ID_WORKER, NULL, 0, "worker %u (generation "
 	    "%u) stopping (%s): %zu connection(s) get up to %.1f s",
 	    w->index, w->generation, why, w->conns.n, timeout_ms / 1000.0);
@@ -240,43 +267,67 @@ on_signal(struct worker *w, uint64_t now)
 			/* The master needs us gone: close everything now, each
 			 * connection with close_notify and its log line. */
 			begin_stop(w, now, 0, "stopped by the master");
-		else if (si.ssi_signo == SIGUSR1)
+		else if (si.ssi_signo == SIGUSR1) {
+#ifdef TLS_ECHOD_TEST_HOOKS
+			/* Test builds: sigqueue(SIGUSR1, n) makes forbidden
+			 * call n (sandbox.h); the test watches us die. */
+			if (si.ssi_code == SI_QUEUE && si.ssi_int != 0) {
+				int e = sandbox_test_violate(si.ssi_int);
+
+				log_msg(LOG_NOTICE, "worker %u: test call %d "
+				    "returned: %s", w->index, si.ssi_int,
+				    e == 0 ? "success" : strerror(e));
+				continue;
+			}
+#endif
 			log_status(w);
+		}
 	}
 }
 
+/*
+ * Stop taking connections and drain for ${drain_ms}.  With EPOLLEXCLUSIVE
+ * a new connection wakes one worker: if it woke us in this batch, nobody
+ * else was told, so take what waits before leaving the listeners.
+ */
+static void
+retire(struct worker *w, uint64_t now, unsigned drain_ms, const char *why)
+{
+	size_t i;
+
+	for (i = 0; i < w->nls; i++)
+		if (w->ls[i].registered)
+			accept_some(w, &w->ls[i], now);
+	begin_stop(w, now, drain_ms, why);
+}
+
+/* The master's word: a reload retired us, or the master is gone. */
 static void
 on_master(struct worker *w, uint64_t now)
 {
-	for (;;) {
-		char b[16];
-		ssize_t n = read(w->master.fd, b, sizeof(b));
+	struct ctl_msg m;
+	int r;
 
-		if (n > 0)
-			continue; /* nothing is sent on it: only its end counts */
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	while ((r = ctl_recv(w->master.fd, &m)) != -1) {
+		if (r == 0) {
+			/* EOF: the master died.  No new connections; the
+			 * live ones get our own drain_timeout. */
+			(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd,
+			    NULL);
+			retire(w, now, w->drain_ms, "the master exited");
 			return;
-		/*
-		 * The master closed our generation's pipe (a reload retired
-		 * us) or died: either way, no new connections; finish the
-		 * live ones.
-		 */
-		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->master.fd, NULL);
-		/*
-		 * With EPOLLEXCLUSIVE a new connection wakes one worker: if
-		 * it woke us in this batch, nobody else was told.  Take what
-		 * waits before leaving; READY=1 waits for us anyway.
-		 */
-		for (size_t i = 0; i < w->nls; i++)
-			if (w->ls[i].registered)
-				accept_some(w, &w->ls[i], now);
-		/* A reload left the new drain_timeout in our census. */
-		if (w->conns.census != NULL)
-			w->drain_ms = census_drain_ms(w->conns.census,
-			    w->drain_ms);
-		begin_stop(w, now, w->drain_ms, "retired by reload, or the "
-		    "master exited");
-		return;
+		}
+		if (r != 1 || m.type != CTL_RETIRE)
+			continue; /* not ours: nothing else is ever sent */
+		/* The new configuration's drain_timeout (config bounds it;
+		 * the clamp keeps a deadline sane whatever arrives). */
+		w->drain_ms = m.arg < DRAIN_MAX_MS ? m.arg : DRAIN_MAX_MS;
+		retire(w, now, w->drain_ms, "retired by reload");
+		/* The master's READY=1 waits for this (or for our exit). */
+		if (ctl_send(w->master.fd, CTL_LEFT, 0) != 0)
+			log_msg(LOG_WARNING, "worker %u: cannot tell the master "
+			    "it left the listening sockets: %s", w->index,
+			    strerror(errno));
 	}
 }
 
@@ -328,7 +379,7 @@ setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
 		w->ls[i].kind = EV_LISTENER;
 		w->ls[i].fd = a->listeners[i].fd;
 		conn_listener_init(&w->ls[i].cl, a->listeners[i].cfg,
-		    a->listeners[i].tls);
+		    a->listeners[i].tls, a->cfg->log_refusals_per_s);
 		if (listener_register(w, &w->ls[i]) != 0)
 			goto epoll_fail;
 	}
@@ -382,12 +433,24 @@ trim_memory(struct worker *w, uint64_t now)
 	}
 }
 
+/* Summaries of the refusals counted instead of logged (conn.c). */
+static void
+log_suppressed(struct worker *w, uint64_t now, bool all)
+{
+	size_t i;
+
+	for (i = 0; i < w->nls; i++)
+		conn_listener_log_suppressed(&w->ls[i].cl, now, all);
+}
+
 static void
 tick(struct worker *w, uint64_t now)
 {
 	size_t i;
 
 	trim_memory(w, now);
+	/* The tick runs anyway: summaries add no wakeup to an idle worker. */
+	log_suppressed(w, now, false);
 	if (w->stopping)
 		return;
 	for (i = 0; i < w->nls; i++)
@@ -466,9 +529,32 @@ loop(struct worker *w)
 	}
 }
 
+/* What this configuration's workers need beyond the common calls. */
+static void
+policy_of(const struct worker_args *a, struct sandbox_policy *p)
+{
+	size_t i;
+
+	memset(p, 0, sizeof(*p));
+	for (i = 0; i < a->nlisteners; i++) {
+		const struct cfg_listener *li = a->listeners[i].cfg;
+
+		if (li->mode != CFG_MODE_RELAY)
+			continue;
+		switch (li->backend.addr.ss_family) {
+		case AF_INET: p->tcp4 = true; break;
+		case AF_INET6: p->tcp6 = true; break;
+		case AF_UNIX: p->unix_stream = true; break;
+		default: break;
+		}
+	}
+	p->journal = log_target() == LOG_TARGET_JOURNAL;
+}
+
 int
 worker_run(const struct worker_args *a)
 {
+	struct sandbox_policy sp;
 	struct worker w;
 	char err[256];
 	sigset_t none;
@@ -487,15 +573,23 @@ worker_run(const struct worker_args *a)
 	sigaddset(&none, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &none, NULL);
 
-	/* Privileges go first: nothing below needs them. */
+	/*
+	 * Privileges go first: nothing below needs them.  The sandbox comes
+	 * last, once everything is open, before the first accept.
+	 */
+	policy_of(a, &sp);
 	if (drop_privileges(&a->creds, err, sizeof(err)) != 0 ||
+	    stay_undumpable(err, sizeof(err)) != 0 ||
 	    tlsctx_worker_init(err, sizeof(err)) != 0 ||
-	    setup(&w, a, err, sizeof(err)) != 0) {
+	    setup(&w, a, err, sizeof(err)) != 0 ||
+	    (a->sandbox && sandbox_enter(&sp, err, sizeof(err)) != 0)) {
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0,
 		    "worker %u cannot start: %s", a->index, err);
 		goto out;
 	}
 	loop(&w);
+	/* Nothing counted is lost: what the last second held, at exit. */
+	log_suppressed(&w, worker_now_ms(), true);
 	status = 0;
 out:
 	if (w.sig.fd >= 0)

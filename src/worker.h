@@ -5,12 +5,16 @@
  * loaded TLS contexts and listening sockets.  It re-seeds its random
  * generator, drops privileges, and then serves until told to stop, then
  * drains its live connections: SIGTERM (shutdown) gives them shutdown_timeout;
- * the master's pipe closing (a reload retired this generation, or the master
- * died) gives them drain_timeout.  SIGUSR1 logs a status line.
+ * CTL_RETIRE from the master (a reload retired this generation; answered
+ * with CTL_LEFT once the listening sockets are closed) or the end of the
+ * control socket (the master died) gives them drain_timeout.  SIGUSR1 logs
+ * a status line.  Once set up (privileges dropped, sockets registered), it
+ * loads its seccomp filter (sandbox.h) before the first accept.
  */
 #ifndef TLS_ECHOD_WORKER_H
 #define TLS_ECHOD_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,11 +41,13 @@ struct worker_args {
 	const struct cfg *cfg;
 	const struct worker_listener *listeners;
 	size_t nlisteners;
-	int master_fd; /* read end of the master's pipe: EOF = master gone */
+	int master_fd; /* our end of the control socket pair (ctl.h): EOF =
+	                  master gone */
 	unsigned index;      /* 0..workers-1, for logs */
 	unsigned generation; /* 1, then one more per successful reload */
 	struct worker_creds creds;
 	struct census *census; /* the generation's shared counts, or NULL */
+	bool sandbox;          /* run under the seccomp filter (sandbox.h) */
 };
 
 /**

@@ -4,9 +4,10 @@
 # Boots Debian 12 under systemd-nspawn (systemd is PID 1 of the container,
 # never of the host), installs tls-echod into the container root with
 # `make install DESTDIR=...`, then: systemctl start / status, an mTLS echo,
-# workers' user, a refused client in the journal, reload (good, broken,
-# bypassed with kill -HUP), the structured journal record, stop, watchdog
-# (+ Restart=on-failure) and socket activation.
+# workers' user (the default one: the config sets none) and seccomp filter,
+# a refused client in the journal, reload (good, broken, bypassed with kill
+# -HUP), the structured journal record, stop, watchdog (+ Restart=on-failure)
+# and socket activation.
 #
 # usage: test/check-systemd.sh            (`make check-systemd`; needs root)
 # env:   BUILDDIR       build tree (default build); the Debian root is cached
@@ -30,7 +31,7 @@ case $BUILDDIR in /*) BD=$BUILDDIR ;; *) BD=$REPO/$BUILDDIR ;; esac
 W=$BD/nspawn
 ROOT=$W/rootfs
 SUITE=bookworm
-PKGS=systemd,systemd-sysv,dbus,procps,libssl3,openssl,libconfig9,libsystemd0
+PKGS=systemd,systemd-sysv,dbus,procps,libssl3,openssl,libconfig9,libsystemd0,libseccomp2
 STAMP="debootstrap --variant=minbase --include=$PKGS $SUITE"
 UNIT=tls-echod.service
 CONF=/etc/tls-echod/tls-echod.conf
@@ -227,15 +228,15 @@ t_pki() {
 }
 check "scripts/gen-certs.sh --dir <root>/etc/tls-echod --force writes the PKI" t_pki
 
-# The operator's edits: run workers as the sysusers user, 2 of them.
+# The operator's edit: 2 workers.  No `user`: started as root, the workers
+# run as the sysusers user by default (that they do is checked below).
 t_conf() {
-    sed -i -E -e 's|^#[[:space:]]*user = "tls-echod";|user = "tls-echod";|' \
-        -e 's|^workers = [0-9]+;|workers = 2;|' "$ROOT$CONF" &&
-        grep -qx 'user = "tls-echod";' "$ROOT$CONF" &&
+    sed -i -E -e 's|^workers = [0-9]+;|workers = 2;|' "$ROOT$CONF" &&
         grep -qx 'workers = 2;' "$ROOT$CONF" &&
+        ! grep -qE '^[[:space:]]*(user|group)[[:space:]]*=' "$ROOT$CONF" &&
         cp "$ROOT$CONF" "$W/conf.gen1"
 }
-check "installed config edited: user = \"tls-echod\"; workers = 2;" t_conf
+check "installed config edited: workers = 2; no user or group set" t_conf
 T[install]=$(($(ms) - t))
 
 # ----------------------------------------------------------------- boot ---
@@ -429,8 +430,15 @@ t_user() {
 }
 check "sysusers.d file gives user tls-echod" t_user
 
-t_check() { in_ct tls-echod -t 2>&1 | diag && [[ ${PIPESTATUS[0]} == 0 ]]; }
-check "tls-echod -t accepts the installed configuration" t_check
+t_check() {
+    local out rc=0
+    out=$(in_ct tls-echod -t 2>&1) || rc=$?
+    diag <<<"$out"
+    ((rc == 0)) &&
+        grep -qE '^workers run as user tls-echod \(uid [0-9]+\), group tls-echod \(gid [0-9]+\): the default, no user set$' <<<"$out" &&
+        ! grep -q 'workers run as root' <<<"$out"
+}
+check "tls-echod -t accepts the installed configuration: workers as tls-echod by default" t_check
 
 in_ct systemctl daemon-reload
 t_start() { in_ct -t 60 systemctl start "$UNIT" 2>&1 | diag && [[ ${PIPESTATUS[0]} == 0 ]]; }
@@ -456,6 +464,24 @@ t_users() {
     wait_workers "$PID1" 2
 }
 check "master runs as root, its 2 workers as tls-echod" t_users
+check "journal: \"workers run as user tls-echod ...: the default, no user set\"" \
+    journal_has -- MESSAGE~'^workers run as user tls-echod \(uid [0-9]+\), group tls-echod \(gid [0-9]+\): the default, no user set$'
+
+# Two seccomp layers: the unit's filter on every process, and each worker's
+# own on top (it loads it after the privilege drop; seccomp(2) must be in
+# the unit's SystemCallFilter=).  Seccomp_filters counts them (Linux 5.9+).
+t_seccomp() {
+    local m w fm fw
+    m=$(in_ct sed -n 's/^Seccomp_filters:[[:space:]]*//p' "/proc/$PID1/status")
+    [[ -n $m ]] || { echo "no Seccomp_filters line: kernel before 5.9?" | diag; return 0; }
+    for w in $(in_ct ps -o pid= --ppid "$PID1"); do
+        fm=$m
+        fw=$(in_ct sed -n 's/^Seccomp_filters:[[:space:]]*//p' "/proc/$w/status")
+        echo "master $PID1: $fm filter(s); worker $w: $fw" | diag
+        [[ $fw == $((fm + 1)) ]] || return 1
+    done
+}
+check "each worker has its own seccomp filter on top of the unit's" t_seccomp
 
 # The master signals its (unprivileged) workers: SIGUSR1 makes each log status.
 t_usr1() {

@@ -304,8 +304,19 @@ issue_ca2(struct pki_item *out)
  * ${last} with nextUpdate ${next} (Unix times).
  */
 static void
+write_crl_md(const char *path, const struct pki_item *ca, const X509 *revoked,
+    time_t last, time_t next, const EVP_MD *md);
+
+static void
 write_crl(const char *path, const struct pki_item *ca, const X509 *revoked,
     time_t last, time_t next)
+{
+	write_crl_md(path, ca, revoked, last, next, EVP_sha256());
+}
+
+static void
+write_crl_md(const char *path, const struct pki_item *ca, const X509 *revoked,
+    time_t last, time_t next, const EVP_MD *md)
 {
 	X509_CRL *crl = X509_CRL_new();
 	ASN1_TIME *t = ASN1_TIME_new();
@@ -334,7 +345,7 @@ write_crl(const char *path, const struct pki_item *ca, const X509 *revoked,
 		ck_assert(X509_CRL_add0_revoked(crl, r) == 1);
 		ck_assert(X509_CRL_sort(crl) == 1);
 	}
-	ck_assert(X509_CRL_sign(crl, ca->k, EVP_sha256()) > 0);
+	ck_assert(X509_CRL_sign(crl, ca->k, md) > 0);
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	fp = fopen(tmp, "we");
 	ck_assert_msg(fp != NULL, "%s: %s", tmp, strerror(errno));
@@ -1574,6 +1585,168 @@ START_TEST(test_proxy_v2_of_resumed_connection_says_cert_of_session_only)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------------- */
+/* what a full handshake refuses for every client, and how long tickets live */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A CRL of our CA signed with SHA-1 (revoking nothing): mbedTLS's chain
+ * verification flags it (BADCRL_BAD_MD), so under it every full handshake
+ * of that CA's clients is refused, while a ticket made before would still
+ * vouch for them.  Such a CRL is a configuration error: the reload that
+ * brings it fails, says why, and the running configuration stays (full
+ * handshakes and tickets alike).
+ */
+START_TEST(test_crl_the_tls_policy_refuses_is_a_config_error)
+{
+	int v = versions[_i];
+	const char *crl = h_tmp("authn-sha1.crl");
+	char g[512], tls[1024], line[4096], *text;
+	struct pki_item ca;
+	struct lsn l = { .mode = "whoami" };
+	struct h_tls_opts o = pki_client("client", v, NULL);
+	struct h_daemon d;
+	SSL_SESSION *s;
+	struct try full, res;
+	time_t now = time(NULL);
+
+	item_load(&ca, "ca");
+	snprintf(g, sizeof(g), "ticket_key_file = \"%s\";", key_file());
+	daemon_one(&d, "sha1-crl", g, &l);
+	s = good_session(&d, d.port, &o, true, "before the CRL");
+
+	write_crl_md(crl, &ca, NULL, now - 3600, now + 30L * DAY, EVP_sha1());
+	snprintf(tls, sizeof(tls), "crl = [\"%s\"];", crl);
+	l.tls = tls;
+	text = conf_text(g, &l, 1, d.port);
+	{
+		char *t = replace_all(text, "@PKI@", getenv("TEST_PKI"));
+
+		write_file(d.conf_path, t);
+		free(t);
+	}
+	free(text);
+	ck_assert(h_daemon_signal(&d, SIGHUP) == 0);
+	H_LOG_EXPECT(&d, line, "reload failed, still serving generation 1",
+	    "authn-sha1.crl", "SHA-1");
+
+	o.session = NULL;
+	try_connect(&full, &d, d.port, &o, true, false);
+	ck_assert_msg(full.admitted, "%s: generation 1 stays in force: %s",
+	    version_names[_i], said(&full));
+	o.session = s;
+	try_connect(&res, &d, d.port, &o, true, false);
+	ck_assert_msg(res.admitted && res.reused, "%s: under the unchanged "
+	    "configuration the ticket resumes: %s", version_names[_i],
+	    said(&res));
+	SSL_SESSION_free(full.session);
+	SSL_SESSION_free(res.session);
+	SSL_SESSION_free(s);
+	item_free(&ca);
+	H_DAEMON_DOWN(&d);
+}
+END_TEST
+
+/*
+ * ticket_max_age: however often a client resumes (TLS 1.3 renews its
+ * ticket each time), it makes a full handshake again once its last one is
+ * that old.  3 s here: resumed after 1 s, not after 4.5 s.
+ */
+START_TEST(test_tickets_stop_resuming_ticket_max_age_after_the_full_handshake)
+{
+	int v = versions[_i];
+	struct lsn l = { .mode = "whoami" };
+	struct h_tls_opts o = pki_client("client", v, NULL);
+	struct h_daemon d;
+	SSL_SESSION *s;
+	struct try t1, t2;
+	int64_t t0;
+
+	daemon_one(&d, "max-age", "ticket_max_age = 3;", &l);
+	t0 = h_now_ms();
+	s = good_session(&d, d.port, &o, true, "the full handshake");
+	usleep(1000 * 1000);
+	o.session = s;
+	try_connect(&t1, &d, d.port, &o, true, true);
+	ck_assert_msg(t1.admitted && t1.reused, "%s: 1 s after the full "
+	    "handshake the ticket resumes: %s", version_names[_i], said(&t1));
+	/* TLS 1.3 renewed the ticket: offer the newest one. */
+	if (t1.session != NULL && SSL_SESSION_is_resumable(t1.session)) {
+		SSL_SESSION_free(s);
+		s = t1.session;
+		t1.session = NULL;
+	}
+	while (h_now_ms() - t0 < 4500)
+		usleep(50 * 1000);
+	o.session = s;
+	try_connect(&t2, &d, d.port, &o, true, false);
+	ck_assert_msg(t2.admitted && !t2.reused, "%s: 4.5 s after the full "
+	    "handshake (ticket_max_age = 3) a ticket still RESUMED: %s",
+	    version_names[_i], said(&t2));
+	SSL_SESSION_free(t1.session);
+	SSL_SESSION_free(t2.session);
+	SSL_SESSION_free(s);
+	H_DAEMON_DOWN(&d);
+}
+END_TEST
+
+/*
+ * A client name the PROXY v2 header cannot carry whole and as it is (a URI
+ * SAN with a control byte) makes no header: the relay closes the
+ * connection rather than send the backend a name cut short, or none.
+ */
+START_TEST(test_proxy_v2_never_carries_a_name_it_cannot_give_whole)
+{
+	const char *rdn[] = { "OU", "ops", "CN", "test-client", NULL };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	struct lsn l = { .mode = "relay" };
+	struct pki_item ca, odd;
+	struct h_tls_opts o;
+	struct pp_be b;
+	struct h_daemon d;
+	struct timespec ts;
+	struct try t;
+	char extra[256], line[4096];
+	int fd;
+
+	item_load(&ca, "ca");
+	issue(&odd, "odd-uri", rdn, NULL,
+	    "URI:spiffe://test.example/client\x01" "admin", &ca, false);
+	o = client(odd.crt, odd.key, TLS1_3_VERSION, NULL);
+	memset(&b, 0, sizeof(b));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	b.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(b.lfd >= 0 && bind(b.lfd, (struct sockaddr *)&sa,
+	    sizeof(sa)) == 0 && listen(b.lfd, 8) == 0 &&
+	    getsockname(b.lfd, (struct sockaddr *)&sa, &sl) == 0);
+	b.port = ntohs(sa.sin_port);
+	snprintf(extra, sizeof(extra), "backend = { address = "
+	    "\"127.0.0.1:%d\"; proxy_protocol = \"v2\"; };", b.port);
+	l.extra = extra;
+	daemon_one(&d, "proxy-odd", "", &l);
+
+	ck_assert(pthread_create(&b.thread, NULL, pp_be_main, &b) == 0);
+	try_connect(&t, &d, d.port, &o, false, false);
+	if ((fd = h_tcp_connect(b.port, IO_MS)) >= 0)
+		close(fd); /* wakes the backend if the relay never came */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 2 * IO_MS / 1000 + 5;
+	ck_assert_msg(pthread_timedjoin_np(b.thread, NULL, &ts) == 0,
+	    "backend thread stuck");
+	ck_assert_msg(!t.admitted && b.err[0] != '\0', "the backend got a "
+	    "PROXY v2 header for a URI holding a control byte (CN \"%s\", "
+	    "client byte 0x%02x): %s", b.cn, (unsigned)b.client, said(&t));
+	H_LOG_EXPECT(&d, line, "cannot build the PROXY header");
+	SSL_SESSION_free(t.session);
+	close(b.lfd);
+	item_free(&odd);
+	item_free(&ca);
+	H_DAEMON_DOWN(&d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------- */
 
 static TCase *
@@ -1635,6 +1808,14 @@ main(void)
 	tcase_add_loop_test(tc,
 	    test_proxy_v2_of_resumed_connection_says_cert_of_session_only, 0,
 	    2);
+	tc = tcase(s, "policy");
+	tcase_add_loop_test(tc, test_crl_the_tls_policy_refuses_is_a_config_error,
+	    0, 2);
+	tcase_add_loop_test(tc,
+	    test_tickets_stop_resuming_ticket_max_age_after_the_full_handshake,
+	    0, 2);
+	tcase_add_test(tc,
+	    test_proxy_v2_never_carries_a_name_it_cannot_give_whole);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);

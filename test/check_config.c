@@ -513,6 +513,24 @@ START_TEST(integer_for_log_is_refused)
 }
 END_TEST
 
+START_TEST(sandbox_must_be_a_boolean_and_false_turns_it_off)
+{
+	struct cfg *c = load_fmt("type-sandbox.conf",
+	    "sandbox = \"no\";\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+
+	ASSERT_ERR(c, 1, "sandbox", "must be a boolean");
+	c = load_fmt("sandbox-off.conf",
+	    "sandbox = false;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_LOADED(c);
+	ck_assert(!c->sandbox);
+	cfg_free(c);
+}
+END_TEST
+
 START_TEST(tls_that_is_not_a_group_is_refused)
 {
 	struct cfg *c = load_text("type-tls.conf",
@@ -582,6 +600,8 @@ static const struct {
 	{ "shutdown_timeout = -5;", "shutdown_timeout" },
 	{ "max_connections = 0;", "max_connections" },
 	{ "max_connections = 2000000;", "max_connections" },
+	{ "log_refusals_per_second = -1;", "log_refusals_per_second" },
+	{ "log_refusals_per_second = 1000001;", "log_refusals_per_second" },
 };
 
 START_TEST(global_value_out_of_range_is_refused)
@@ -630,10 +650,12 @@ START_TEST(range_limits_are_accepted)
 	    "handshake_timeout = 0.1;\n"
 	    "idle_timeout = 0;\n"
 	    "max_connections = 1;\n"
+	    "log_refusals_per_second = 1000000;\n"
 	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
 	    tls_line);
 
 	ASSERT_LOADED(c);
+	ck_assert_uint_eq(c->log_refusals_per_s, 1000000);
 	ck_assert_uint_eq(c->workers, 256);
 	ck_assert_uint_eq(c->shutdown_timeout_ms, 0);
 	ck_assert_uint_eq(c->listeners[0].handshake_timeout_ms, 100);
@@ -643,10 +665,12 @@ START_TEST(range_limits_are_accepted)
 
 	c = load_fmt("range-limits-low.conf",
 	    "workers = 1;\n"
+	    "log_refusals_per_second = 0;\n"
 	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
 	    tls_line);
 	ASSERT_LOADED(c);
 	ck_assert_uint_eq(c->workers, 1);
+	ck_assert_uint_eq(c->log_refusals_per_s, 0);
 	cfg_free(c);
 }
 END_TEST
@@ -1327,7 +1351,9 @@ START_TEST(minimal_config_gets_documented_defaults)
 	ck_assert_ptr_null(c->user);
 	ck_assert_ptr_null(c->group);
 	ck_assert_int_eq(c->log, CFG_LOG_AUTO);
+	ck_assert(c->sandbox);
 	ck_assert_uint_eq(c->shutdown_timeout_ms, 30000);
+	ck_assert_uint_eq(c->log_refusals_per_s, 10);
 	ck_assert_uint_eq(c->nlisteners, 1);
 	li = &c->listeners[0];
 	ck_assert_str_eq(li->name, "echo");
@@ -1438,6 +1464,7 @@ static const struct {
 	{ "auto", CFG_LOG_AUTO },
 	{ "journal", CFG_LOG_JOURNAL },
 	{ "stderr", CFG_LOG_STDERR },
+	{ "json", CFG_LOG_JSON },
 };
 
 START_TEST(log_value_is_accepted)
@@ -1452,6 +1479,60 @@ START_TEST(log_value_is_accepted)
 	ASSERT_LOADED(c);
 	ck_assert_int_eq(c->log, log_values[_i].log);
 	cfg_free(c);
+}
+END_TEST
+
+START_TEST(ticket_max_age_defaults_to_twice_the_lifetime_and_is_bounded)
+{
+	struct cfg *c = load_fmt("max-age-default.conf",
+	    "ticket_lifetime = 600;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+
+	ASSERT_LOADED(c);
+	ck_assert_uint_eq(c->ticket_max_age_s, 1200);
+	cfg_free(c);
+	c = load_fmt("max-age-set.conf", "ticket_max_age = 30;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_LOADED(c);
+	ck_assert_uint_eq(c->ticket_max_age_s, 30);
+	cfg_free(c);
+	c = load_fmt("max-age-bad.conf", "workers = 1;\nticket_max_age = 0;\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_ERR(c, 2, "ticket_max_age", "out of range");
+}
+END_TEST
+
+START_TEST(watch_defaults_to_tls_and_takes_off_tls_all)
+{
+	static const char *const words[] = { "off", "tls", "all" };
+	static const enum cfg_watch want[] = { CFG_WATCH_OFF, CFG_WATCH_TLS,
+	    CFG_WATCH_ALL };
+	struct cfg *c = load_fmt("watch-default.conf",
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	char name[64], text[256];
+	size_t i;
+
+	ASSERT_LOADED(c);
+	ck_assert_int_eq(c->watch, CFG_WATCH_TLS);
+	cfg_free(c);
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "watch-%s.conf", words[i]);
+		snprintf(text, sizeof(text), "watch = \"%s\";\n", words[i]);
+		c = load_fmt(name, "%s"
+		    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+		    text, tls_line);
+		ASSERT_LOADED(c);
+		ck_assert_int_eq(c->watch, want[i]);
+		cfg_free(c);
+	}
+	c = load_fmt("watch-bad.conf", "workers = 1;\nwatch = \"some\";\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    tls_line);
+	ASSERT_ERR(c, 2, "watch", "unknown value");
 }
 END_TEST
 
@@ -2066,6 +2147,7 @@ cfg_load_suite(void)
 	tcase_add_test(tc, integer_for_listen_is_refused);
 	tcase_add_test(tc, integer_for_tls_key_is_refused);
 	tcase_add_test(tc, integer_for_log_is_refused);
+	tcase_add_test(tc, sandbox_must_be_a_boolean_and_false_turns_it_off);
 	tcase_add_test(tc, tls_that_is_not_a_group_is_refused);
 	tcase_add_test(tc, listeners_that_is_not_a_list_is_refused);
 	tcase_add_test(tc, listeners_as_a_single_group_is_refused);
@@ -2134,6 +2216,9 @@ cfg_load_suite(void)
 	tcase_add_test(tc, listener_overrides_global_timeouts);
 	tcase_add_test(tc, decimal_seconds_become_milliseconds);
 	tcase_add_loop_test(tc, log_value_is_accepted, 0, NELEM(log_values));
+	tcase_add_test(tc, watch_defaults_to_tls_and_takes_off_tls_all);
+	tcase_add_test(tc,
+	    ticket_max_age_defaults_to_twice_the_lifetime_and_is_bounded);
 	tcase_add_test(tc, unknown_log_value_is_refused);
 	tcase_add_test(tc, user_and_group_are_kept);
 	tcase_add_test(tc, empty_user_or_group_is_refused);

@@ -735,6 +735,77 @@ START_TEST(test_refuses_cert_from_unknown_ca)
 }
 END_TEST
 
+/*
+ * log = "json": one JSON object per line on stderr, with journald's fields
+ * and a timestamp; certificate names with quotes, backslashes and
+ * non-ASCII text still give valid JSON.  python3 parses every line.
+ */
+START_TEST(test_json_log_lines_parse_and_escape_any_name)
+{
+	static const char conf[] =
+	    "log = \"json\";\nworkers = 1;\n"
+	    "listeners = ( { name = \"echo\"; listen = \"127.0.0.1:@PORT@\";\n"
+	    "  mode = \"echo\";\n"
+	    "  tls = { cert = \"@PKI@/server.crt\"; key = \"@PKI@/server.key\";\n"
+	    "          ca = \"@PKI@/ca.crt\"; }; } );\n";
+	static const char check[] =
+	    "import json, sys\n"
+	    "recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]\n"
+	    "assert all(isinstance(r, dict) and isinstance(r['MESSAGE'], str)\n"
+	    "    and r['TIMESTAMP'].endswith('Z') and r['PRIORITY'].isdigit()\n"
+	    "    for r in recs), 'a record lacks MESSAGE/TIMESTAMP/PRIORITY'\n"
+	    "keys = {'MESSAGE_ID', 'LISTENER', 'PEER_ADDR', 'CLIENT_SUBJECT',\n"
+	    "    'TLS_VERSION', 'TLS_CIPHER', 'BYTES_IN', 'BYTES_OUT',\n"
+	    "    'DURATION_MS', 'CLOSE_REASON', 'CLIENT_AUTH', 'TLS_RESUMED'}\n"
+	    "close = [r for r in recs if r.get('CLOSE_REASON') == 'client-closed']\n"
+	    "assert close and keys <= close[0].keys(), close\n"
+	    "assert close[0]['BYTES_IN'] == '6', close[0]\n"
+	    "bad = [r for r in recs if r.get('CLOSE_REASON') == 'unknown-ca']\n"
+	    "subj = bad[0]['CLIENT_SUBJECT'] if bad else ''\n"
+	    "assert 'CN=q' in subj and '\"' in subj and chr(92) in subj, bad\n"
+	    "print('json log: %d records parse' % len(recs))\n";
+	struct h_daemon_opts o = { .label = "json", .config = conf,
+	    .activation = true };
+	struct h_tls_opts good = h_client_opts("client", TLS1_3_VERSION);
+	struct h_tls_opts odd = h_client_opts(NULL, TLS1_3_VERSION);
+	char crt[512], key[512], script[512], err[256], line[4096];
+	const char *gen[] = { "openssl", "req", "-x509", "-newkey", "ec",
+	    "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+	    "-out", crt, "-utf8", "-subj", "/O=caf\xc3\xa9/CN=q\"b\\\\s", "-days",
+	    "2", "-addext", "extendedKeyUsage=clientAuth", NULL };
+	const char *py[] = { "python3", script, NULL, NULL };
+	struct h_daemon d;
+	struct h_tls c;
+	FILE *f;
+
+	snprintf(crt, sizeof(crt), "%s", h_tmp("json-odd.crt"));
+	snprintf(key, sizeof(key), "%s", h_tmp("json-odd.key"));
+	snprintf(script, sizeof(script), "%s", h_tmp("json-check.py"));
+	ck_assert_msg(h_run(gen, h_tmp("json-openssl.log"), 10000, err,
+	    sizeof(err)) == 0, "openssl req: %s", err);
+	ck_assert((f = fopen(script, "w")) != NULL);
+	fputs(check, f);
+	ck_assert(fclose(f) == 0);
+	ck_assert_msg(h_daemon_start(&d, &o) == 0, "daemon: %s", d.err);
+	connect_ok(&c, &d, &good);
+	ck_assert_msg(h_tls_roundtrip(&c, "hello\n", 6, 10000) == 0, "%s",
+	    c.err);
+	h_tls_close(&c);
+	H_LOG_EXPECT(&d, line, "\"CLOSE_REASON\":\"client-closed\"");
+	odd.cert = crt;
+	odd.key = key;
+	(void)h_tls_connect(&c, d.port, &odd);
+	(void)h_tls_refused(&c, 5000);
+	h_tls_close(&c);
+	H_LOG_EXPECT(&d, line, "\"CLOSE_REASON\":\"unknown-ca\"");
+	py[2] = d.log_path;
+	ck_assert_msg(h_run(py, h_tmp("json-check.log"), 20000, err,
+	    sizeof(err)) == 0, "the log does not parse as JSON lines (%s); "
+	    "see %s and %s", err, h_tmp("json-check.log"), d.log_path);
+	H_DAEMON_DOWN(&d);
+}
+END_TEST
+
 START_TEST(test_refuses_tls11_client_as_protocol_version)
 {
 	struct h_tls_opts o = h_client_opts("client", 0);
@@ -1125,6 +1196,7 @@ daemon_suite(void)
 	tcase_add_loop_test(tc, test_tls12_refused_client_is_told_why_by_an_alert,
 	    0, 5);
 	tcase_add_test(tc, test_refuses_tls11_client_as_protocol_version);
+	tcase_add_test(tc, test_json_log_lines_parse_and_escape_any_name);
 	tcase_add_test(tc, test_refuses_cbc_only_tls12_client_as_no_shared_cipher);
 	tcase_add_test(tc, test_plaintext_is_closed_as_not_tls_while_session_keeps_echoing);
 	tcase_add_test(tc, test_truncated_client_hello_times_out_while_session_keeps_echoing);

@@ -1211,6 +1211,131 @@ START_TEST(test_key_file_readable_by_others_is_warned_about)
 }
 END_TEST
 
+/* How many times ${needle} occurs in ${s}. */
+static int
+count_of(const char *s, const char *needle)
+{
+	int n = 0;
+
+	while ((s = strstr(s, needle)) != NULL) {
+		n++;
+		s += strlen(needle);
+	}
+	return n;
+}
+
+/*
+ * A CA of tls.ca without a CRL while another CA there has one: its clients
+ * are never checked for revocation.  -t warns, naming that CA only, and
+ * the start log says the same.
+ */
+START_TEST(test_check_warns_about_ca_without_crl_when_another_ca_has_one)
+{
+	struct spec s = { .globals = "expiry_warn_days = 0;",
+	    .ca = "ca-int-bundle.crt", .tls_extra = "crl = \"@PKI@/ca.crl\";" };
+	static const char want[] = "warning: listener echo: CA \"O=tls-echod "
+	    "tests, CN=tls-echod test intermediate CA\" of tls.ca has no CRL in "
+	    "tls.crl while other CAs there have one";
+	struct check_run r;
+	struct h_daemon d;
+	char line[4096];
+
+	run_check(&r, "check-ca-no-crl", &s);
+	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.out);
+	ck_assert_msg(strstr(r.out, want) != NULL, "output lacks \"%s\":\n%s",
+	    want, r.out);
+	ck_assert_msg(count_of(r.out, "warning:") == 1, "one warning wanted:\n"
+	    "%s", r.out);
+	run_free(&r);
+
+	daemon_up(&d, "ca-no-crl", &s);
+	H_LOG_EXPECT(&d, line, want + strlen("warning: "));
+	ck_assert_int_eq(h_log_count(&d, "has no CRL in tls.crl", NULL), 1);
+	H_DAEMON_DOWN(&d);
+}
+END_TEST
+
+/*
+ * ...and only then: no CRL at all, a CRL for each CA, the one CA with its
+ * CRL, a root-only tls.ca with the CRLs of the root and of an intermediate
+ * clients send, or of the intermediate alone.
+ */
+static const struct {
+	const char *ca, *crl;
+} crl_quiet[] = {
+	{ "ca-int-bundle.crt", NULL },
+	{ "ca-int-bundle.crt", "crl = [\"@PKI@/ca.crl\", \"@PKI@/int-ca.crl\"];" },
+	{ "ca.crt", NULL },
+	{ "ca.crt", "crl = \"@PKI@/ca.crl\";" },
+	{ "ca.crt", "crl = [\"@PKI@/ca.crl\", \"@PKI@/int-ca.crl\"];" },
+	{ "ca.crt", "crl = \"@PKI@/int-ca.crl\";" },
+};
+
+START_TEST(test_check_is_quiet_about_crls_when_every_ca_or_none_has_one)
+{
+	struct spec s = { .globals = "expiry_warn_days = 0;",
+	    .ca = crl_quiet[_i].ca, .tls_extra = crl_quiet[_i].crl };
+	struct check_run r;
+
+	run_check(&r, "check-crl-quiet", &s);
+	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.out);
+	ck_assert_msg(strstr(r.out, "warning:") == NULL, "tls.ca %s, %s: "
+	    "unexpected warning:\n%s", crl_quiet[_i].ca, crl_quiet[_i].crl ?
+	    crl_quiet[_i].crl : "no CRL", r.out);
+	run_free(&r);
+}
+END_TEST
+
+/*
+ * An allow.uri prefix that does not end a path segment matches across it
+ * ("spiffe://prod*" admits "spiffe://production/..."): -t warns about
+ * each such prefix, and the start log says the same.  Exact URIs and
+ * prefixes ending in "/" (or ":" in a URN) are quiet.
+ */
+START_TEST(test_check_warns_about_allow_uri_prefix_not_ending_in_slash)
+{
+	struct spec s = { .globals = "expiry_warn_days = 0;",
+	    .listener_extra = "allow = { uri = [\"spiffe://prod*\", "
+	    "\"spiffe://test.example/*\", \"spiffe://test.example/client\", "
+	    "\"spiffe://*\", \"urn:example:ns:*\", \"urn:example:ns*\"]; };" };
+	struct spec quiet = { .globals = "expiry_warn_days = 0;",
+	    .listener_extra = "allow = { uri = [\"spiffe://test.example/*\", "
+	    "\"spiffe://prod/ns/web/*\", \"spiffe://test.example/client\", "
+	    "\"urn:example:ns:*\"]; };" };
+	static const char w1[] = "warning: listener echo: allow.uri "
+	    "\"spiffe://prod*\" is a prefix that does not end in \"/\": it "
+	    "matches across path segments (\"spiffe://prodX/...\" too); write "
+	    "\"spiffe://prod/*\"";
+	static const char w2[] = "warning: listener echo: allow.uri "
+	    "\"urn:example:ns*\" is a prefix that does not end in \":\"";
+	struct check_run r;
+	struct h_daemon d;
+	char line[4096];
+
+	run_check(&r, "check-uri-prefix", &s);
+	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.out);
+	ck_assert_msg(strstr(r.out, w1) != NULL, "output lacks \"%s\":\n%s", w1,
+	    r.out);
+	ck_assert_msg(strstr(r.out, w2) != NULL, "output lacks \"%s\":\n%s", w2,
+	    r.out);
+	ck_assert_msg(count_of(r.out, "warning:") == 2, "two warnings "
+	    "wanted:\n%s", r.out);
+	run_free(&r);
+
+	run_check(&r, "check-uri-prefix-quiet", &quiet);
+	ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.out);
+	ck_assert_msg(strstr(r.out, "warning:") == NULL, "unexpected "
+	    "warning:\n%s", r.out);
+	run_free(&r);
+
+	daemon_up(&d, "uri-prefix", &s);
+	H_LOG_EXPECT(&d, line, w1 + strlen("warning: "));
+	H_LOG_EXPECT(&d, line, w2 + strlen("warning: "));
+	ck_assert_int_eq(h_log_count(&d, "allow.uri", NULL), 2);
+	H_DAEMON_DOWN(&d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------- */
 /* whoami                                                                    */
 /* ------------------------------------------------------------------------- */
@@ -1477,6 +1602,15 @@ identity_suite(void)
 	tcase_add_test(tc,
 	    test_daemon_logs_expiry_warnings_and_status_shows_nearest_expiry);
 	tcase_add_test(tc, test_key_file_readable_by_others_is_warned_about);
+
+	tc = tcase(s, "warnings", 30);
+	tcase_add_test(tc,
+	    test_check_warns_about_ca_without_crl_when_another_ca_has_one);
+	tcase_add_loop_test(tc,
+	    test_check_is_quiet_about_crls_when_every_ca_or_none_has_one, 0,
+	    (int)(sizeof(crl_quiet) / sizeof(crl_quiet[0])));
+	tcase_add_test(tc,
+	    test_check_warns_about_allow_uri_prefix_not_ending_in_slash);
 
 	tc = tcase(s, "whoami", 30);
 	tcase_add_loop_test(tc, test_whoami_sends_client_identity_as_json_then_echoes,

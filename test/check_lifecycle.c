@@ -32,6 +32,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1284,6 +1285,238 @@ START_TEST(test_killed_worker_is_logged_and_replaced_with_backoff)
 }
 END_TEST
 
+/* The shared writable mappings of ${pid} (from /proc/PID/maps): how many;
+ * their ranges in ${lo}/${hi} (up to ${max}). */
+static int
+shared_maps(pid_t pid, unsigned long *lo, unsigned long *hi, int max)
+{
+	char path[64], line[512];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%ld/maps", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long a, b;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) != 3 ||
+		    strcmp(perms, "rw-s") != 0)
+			continue;
+		if (n < max) {
+			lo[n] = a;
+			hi[n] = b;
+		}
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* The master is running: not gone, not a zombie waiting for us. */
+static bool
+master_alive(const struct h_daemon *d)
+{
+	char st = '?';
+
+	return h_proc_ppid(d->pid, &st) > 0 && st != 'Z' && st != 'X';
+}
+
+/*
+ * A compromised worker can write every byte of the memory it shares with
+ * the master.  Garbage there (written through /proc/PID/mem, as a worker
+ * would) must not move the master: it keeps its status refreshes, answers
+ * SIGUSR1, reaps and replaces the worker when it dies, and serves.
+ */
+START_TEST(test_worker_scribbling_shared_memory_cannot_move_the_master)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_daemon_opts o = {
+		.label = "scribble",
+		.globals = "workers = 2;",
+		.listener_extra = "max_connections_per_identity = 4;",
+		.activation = true,
+	};
+	static const unsigned char fills[] = { 0xff, 0x41 };
+	unsigned long lo[16], hi[16];
+	pid_t w[4], seen[8], repl;
+	struct h_tls c;
+	char line[4096], path[64];
+	int n, k, fd;
+	size_t f;
+
+	up(&d, &nl, &o);
+	n = h_daemon_workers(&d, w, 4, 2, 3000);
+	ck_assert_int_eq(n, 2);
+	memcpy(seen, w, sizeof(pid_t) * 2);
+	connect_to(&c, &d, d.port, "before the garbage");
+	ROUNDTRIP_OK(&d, &c, "before the garbage");
+	h_tls_close(&c);
+	n = shared_maps(w[0], lo, hi, 16);
+	ck_assert_msg(n >= 1 && n <= 16, "worker %ld has %d shared writable "
+	    "mapping(s)", (long)w[0], n);
+	snprintf(path, sizeof(path), "/proc/%ld/mem", (long)w[0]);
+	ck_assert((fd = open(path, O_RDWR)) >= 0);
+	for (f = 0; f < sizeof(fills); f++) {
+		for (k = 0; k < n; k++) {
+			size_t len = hi[k] - lo[k];
+			unsigned char *junk = malloc(len);
+
+			ck_assert_ptr_nonnull(junk);
+			memset(junk, fills[f], len);
+			/* Some words that look like sizes and counts. */
+			for (size_t i = 0; i + 8 <= len; i += 64)
+				memcpy(junk + i, &(uint64_t){ 0x7fffffffffffULL },
+				    8);
+			ck_assert_msg(pwrite(fd, junk, len, (off_t)lo[k]) ==
+			    (ssize_t)len, "cannot write the worker's memory "
+			    "(%s); master %s", strerror(errno),
+			    master_alive(&d) ? "alive" : "dead");
+			free(junk);
+		}
+		/* The master reads the counts every 2 s for STATUS=. */
+		sleep_ms(2300);
+		ck_assert_msg(master_alive(&d), "the master died of the "
+		    "garbage");
+	}
+	close(fd);
+	ck_assert(h_daemon_signal(&d, SIGUSR1) == 0);
+	H_LOG_EXPECT(&d, line, "status: generation 1, 0 reload(s), workers [");
+	/*
+	 * The region held the other worker's counts too: lies about counts
+	 * are all a worker can tell through it (its identity table now
+	 * refuses at random).  Both go; the master clears their parts with
+	 * its own idea of where they are.
+	 */
+	ck_assert(kill(w[0], SIGKILL) == 0);
+	repl = new_worker(&d, seen, 2, 3000);
+	ck_assert_msg(repl > 0, "no new worker after the scribbler died");
+	seen[2] = repl;
+	ck_assert(kill(w[1], SIGKILL) == 0);
+	ck_assert_msg(new_worker(&d, seen, 3, 3000) > 0, "no new worker after "
+	    "the second one died");
+	ck_assert_msg(master_alive(&d), "the master died reaping them");
+	expect_children(&d, 2, 1000, "after the restarts");
+	for (k = 0; k < 4; k++) {
+		connect_to(&c, &d, d.port, "after the scribbler");
+		ROUNDTRIP_OK(&d, &c, "after the scribbler, connection %d", k);
+		h_tls_close(&c);
+	}
+	ck_assert(h_daemon_signal(&d, SIGUSR1) == 0);
+	n = h_log_wait_count(&d, 2, LOG_MS, "status: generation 1, 0 "
+	    "reload(s), workers [", NULL);
+	ck_assert_msg(n == 2, "the master answered %d SIGUSR1 of 2", n);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/*
+ * A copy of worker ${pid}'s end of its control socket pair (the one
+ * SOCK_SEQPACKET socket it holds), taken with pidfd_getfd(2), or -1.
+ */
+static int
+steal_ctl_socket(pid_t pid)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), fd, got = -1;
+
+	if (pidfd < 0)
+		return -1;
+	for (fd = 0; fd < 256 && got < 0; fd++) {
+		int s = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0), type = 0;
+		socklen_t len = sizeof(type);
+
+		if (s < 0)
+			continue;
+		if (getsockopt(s, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+		    type == SOCK_SEQPACKET)
+			got = s;
+		else
+			close(s);
+	}
+	close(pidfd);
+	return got;
+}
+
+/*
+ * The other way a worker can speak to the master: its control socket.
+ * Junk there (wrong sizes, unknown types, a CTL_LEFT out of turn, a flood,
+ * empty messages) is dropped, said once, and changes nothing: the master
+ * still answers SIGUSR1, reloads (READY=1), and serves.
+ */
+START_TEST(test_worker_sending_junk_control_messages_is_ignored)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	pid_t w[4];
+	struct h_tls c;
+	char line[4096], big[300];
+	uint32_t msg[2];
+	int fd, i, n;
+
+	up_simple(&d, &nl, "ctl-junk", "workers = 1;");
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 1, 3000), 1);
+	fd = steal_ctl_socket(w[0]);
+	ck_assert_msg(fd >= 0, "cannot take worker %ld's control socket: %s",
+	    (long)w[0], strerror(errno));
+	memset(big, 0x5a, sizeof(big));
+	(void)send(fd, big, sizeof(big), MSG_DONTWAIT);
+	(void)send(fd, big, 3, MSG_DONTWAIT);
+	for (i = 0; i < 2000; i++) {
+		msg[0] = (uint32_t)(i % 7);  /* 2 is CTL_LEFT, out of turn */
+		msg[1] = 0xffffffffu;
+		if (send(fd, msg, sizeof(msg), MSG_DONTWAIT) < 0)
+			break; /* the master's queue is full: fine */
+	}
+	H_LOG_EXPECT(&d, line, "sent an unexpected control message; ignored");
+	ck_assert(h_daemon_signal(&d, SIGUSR1) == 0);
+	H_LOG_EXPECT(&d, line, "status: generation 1, 0 reload(s), workers [");
+	connect_to(&c, &d, d.port, "after the junk");
+	ROUNDTRIP_OK(&d, &c, "after the junk");
+	h_tls_close(&c);
+	close(fd);
+	reload_ok(&d, &nl, 2);
+	connect_to(&c, &d, d.port, "after the reload");
+	ROUNDTRIP_OK(&d, &c, "after the reload");
+	h_tls_close(&c);
+	n = h_log_count(&d, "unexpected control message", NULL);
+	ck_assert_msg(n == 1, "%d lines about the junk, want one", n);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/*
+ * A worker maps its own generation's shared memory and nothing else: one
+ * forked at a reload does not inherit the retired generation's.
+ */
+START_TEST(test_new_generation_worker_maps_only_its_own_census)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	unsigned long lo[16], hi[16];
+	pid_t w[4], repl;
+	int n1, n2;
+
+	up_simple(&d, &nl, "own-census", "workers = 1;");
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 1, 3000), 1);
+	n1 = shared_maps(w[0], lo, hi, 16);
+	ck_assert_msg(n1 >= 1, "generation 1's worker maps %d shared "
+	    "writable region(s)", n1);
+	reload_ok(&d, &nl, 2);
+	repl = new_worker(&d, w, 1, 3000);
+	ck_assert_msg(repl > 0, "no generation 2 worker");
+	n2 = shared_maps(repl, lo, hi, 16);
+	ck_assert_msg(n2 == n1, "a generation 2 worker maps %d shared "
+	    "writable region(s), a generation 1 worker %d: it kept the "
+	    "retired generation's", n2, n1);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
 START_TEST(test_master_fds_and_rss_stay_flat_across_100_reloads)
 {
 	struct h_daemon d;
@@ -1416,7 +1649,7 @@ START_TEST(test_retired_session_echoes_until_drain_timeout_then_closes)
 	(void)reload_ok(&d, &nl, 2);
 	expect_retired(&d, 1, 1);
 	H_LOG_EXPECT(&d, line, "worker 0 (generation 1) stopping (retired by "
-	    "reload, or the master exited): 1 connection(s) get up to 1.0 s");
+	    "reload): 1 connection(s) get up to 1.0 s");
 	ROUNDTRIP_OK(&d, &s, "right after the reload");
 	sleep_ms(400);
 	ROUNDTRIP_OK(&d, &s, "0.4 s into the drain");
@@ -1661,8 +1894,8 @@ START_TEST(test_workers_outlive_killed_master_only_to_drain)
 	ck_assert(h_daemon_signal(&d, SIGKILL) == 0);
 	ck_assert_int_eq(h_daemon_wait_exit(&d, 3000), 128 + SIGKILL);
 	/* Orphans are re-parented to us, the subreaper. */
-	n = h_log_wait_count(&d, 2, LOG_MS, "stopping (retired by reload, or "
-	    "the master exited)", NULL);
+	n = h_log_wait_count(&d, 2, LOG_MS, "stopping (the master exited)",
+	    NULL);
 	ck_assert_msg(n == 2, "%d of 2 workers noticed the master's death", n);
 	ck_assert_msg(refused_within(d.port, 3000), "port %d still accepts "
 	    "connections after the master died", d.port);
@@ -1685,6 +1918,72 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 /* privileges                                                                */
 /* ------------------------------------------------------------------------- */
+
+/* ${pid} has a writable mapping marked "dd" (MADV_DONTDUMP) in its smaps. */
+static bool
+has_dontdump_mapping(pid_t pid)
+{
+	char path[64], line[512];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/smaps", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		/* Writable ones: the kernel's own [vvar] pages are "dd" too. */
+		if (strncmp(line, "VmFlags:", 8) == 0 &&
+		    strstr(line, " wr") != NULL && strstr(line, " dd") != NULL)
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/*
+ * Key material stays out of core dumps: the TLS contexts (ticket secret)
+ * are on pages marked MADV_DONTDUMP in the master and its workers, and a
+ * worker that runs as another user stays undumpable (its /proc files stay
+ * root's, so that user cannot ptrace it or read its memory).
+ */
+START_TEST(test_key_material_is_left_out_of_core_dumps)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct stat st;
+	pid_t w[4];
+	char path[64];
+	int n, i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: needs root (a worker as "
+		    "nobody)\n");
+		return;
+	}
+	up_simple(&d, &nl, "dontdump", "workers = 2; user = \"nobody\";");
+	n = h_daemon_workers(&d, w, 4, 2, 3000);
+	ck_assert_int_eq(n, 2);
+	ck_assert_msg(has_dontdump_mapping(d.pid), "the master has no "
+	    "MADV_DONTDUMP mapping");
+	for (i = 0; i < n; i++) {
+		int64_t until = h_now_ms() + 3000;
+		long ids[4];
+
+		/* Wait (bounded) for the drop to nobody. */
+		while (proc_ids(w[i], "Uid:", ids) == 0 && ids[0] != 65534 &&
+		    h_now_ms() < until)
+			usleep(10000);
+		ck_assert_msg(has_dontdump_mapping(w[i]), "worker %ld has no "
+		    "MADV_DONTDUMP mapping", (long)w[i]);
+		snprintf(path, sizeof(path), "/proc/%ld/mem", (long)w[i]);
+		ck_assert(stat(path, &st) == 0);
+		ck_assert_msg(st.st_uid == 0, "worker %ld (as nobody) is "
+		    "dumpable: %s belongs to uid %ld", (long)w[i], path,
+		    (long)st.st_uid);
+	}
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
 
 START_TEST(test_workers_drop_to_nobody_while_master_stays_root)
 {
@@ -1814,6 +2113,248 @@ START_TEST(test_non_root_daemon_with_user_root_refuses_to_start)
 	    "user") != NULL, "no \"needs root\" in the log:\n%s", tail);
 	ck_assert_msg(strstr(tail, conf) != NULL, "the refusal does not name "
 	    "the configuration file:\n%s", tail);
+}
+END_TEST
+
+/* Who workers run as when root starts the daemon without `user`. */
+struct who {
+	char name[64];
+	long uid, gid;
+};
+
+/* tls-echod if that user exists, else nobody (src/master.c). */
+static struct who
+default_worker_user(void)
+{
+	const char *names[] = { "tls-echod", "nobody" };
+	struct who w = { "", -1, -1 };
+	const struct passwd *pw;
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		if ((pw = getpwnam(names[i])) != NULL) {
+			snprintf(w.name, sizeof(w.name), "%s", names[i]);
+			w.uid = (long)pw->pw_uid;
+			w.gid = (long)pw->pw_gid;
+			break;
+		}
+	ck_assert_msg(w.uid >= 0, "neither user tls-echod nor nobody exists");
+	return w;
+}
+
+/* Group ${gr} by name, as "name (gid N)". */
+static void
+group_label(long gid, char *buf, size_t len)
+{
+	const struct group *gr = getgrgid((gid_t)gid);
+
+	snprintf(buf, len, "group %s (gid %ld)", gr != NULL ? gr->gr_name :
+	    "?", gid);
+}
+
+/*
+ * Every worker ${w} runs with real, effective, saved and filesystem ids
+ * ${uid}/${gid} and no supplementary group but ${gid}.  A worker just
+ * forked drops right away, but not before we can look: wait (bounded).
+ */
+static void
+assert_worker_ids(pid_t w, long uid, long gid)
+{
+	int64_t until = h_now_ms() + 3000;
+	long ids[4];
+	char groups[64], want[32];
+	int k;
+
+	while (proc_ids(w, "Uid:", ids) == 0 && ids[0] != uid &&
+	    h_now_ms() < until)
+		usleep(10000);
+	ck_assert(proc_ids(w, "Uid:", ids) == 0);
+	for (k = 0; k < 4; k++)
+		ck_assert_msg(ids[k] == uid, "worker %ld Uid: %ld %ld %ld %ld, "
+		    "want %ld", (long)w, ids[0], ids[1], ids[2], ids[3], uid);
+	ck_assert(proc_ids(w, "Gid:", ids) == 0);
+	for (k = 0; k < 4; k++)
+		ck_assert_msg(ids[k] == gid, "worker %ld Gid: %ld %ld %ld %ld, "
+		    "want %ld", (long)w, ids[0], ids[1], ids[2], ids[3], gid);
+	ck_assert(proc_groups(w, groups, sizeof(groups)) == 0);
+	snprintf(want, sizeof(want), "%ld", gid);
+	ck_assert_msg(strcmp(groups, want) == 0, "worker %ld supplementary "
+	    "groups \"%s\", want \"%s\"", (long)w, groups, want);
+}
+
+/* `tls-echod -t -c ${conf}`: its exit status; stdout+stderr in ${out}. */
+static int
+check_conf(const char *conf, const char *label, char *out, size_t len)
+{
+	const char *bin = getenv("TLS_ECHOD_BIN");
+	const char *argv[] = { bin, "-t", "-c", conf, NULL };
+	char log[PATH_MAX], err[256], *text;
+	int st;
+
+	snprintf(log, sizeof(log), "%s", h_tmp(label));
+	(void)unlink(log);
+	st = h_run(argv, log, 20000, err, sizeof(err));
+	ck_assert_msg(st >= 0, "tls-echod -t: %s", err);
+	text = slurp(log);
+	snprintf(out, len, "%s", text != NULL ? text : "");
+	free(text);
+	return st;
+}
+
+/*
+ * Started as root with no `user`, workers never keep root: they run as the
+ * dedicated tls-echod user (systemd/tls-echod.sysusers) if it exists, else
+ * nobody, with that user's group; the master stays root (it reads the keys
+ * on reload).  The start log and -t say so, and neither warns.
+ */
+START_TEST(test_root_start_without_user_runs_workers_as_default_user)
+{
+	struct who u;
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls c;
+	pid_t w[4];
+	long ids[4];
+	char line[4096], want[256], grp[96], out[8192];
+	int n, i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: the default user needs a root "
+		    "start\n");
+		return;
+	}
+	u = default_worker_user();
+	up_simple(&d, &nl, "defuser", "workers = 2;");
+	group_label(u.gid, grp, sizeof(grp));
+	snprintf(want, sizeof(want), "workers run as user %s (uid %ld), %s: "
+	    "the default, no user set", u.name, u.uid, grp);
+	H_LOG_EXPECT(&d, line, want);
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 2, 3000), 2);
+	connect_to(&c, &d, d.port, "worker running as the default user");
+	ROUNDTRIP_OK(&d, &c, "as %.40s", u.name);
+	h_tls_close(&c);
+	for (i = 0; i < 2; i++)
+		assert_worker_ids(w[i], u.uid, u.gid);
+	ck_assert(proc_ids(d.pid, "Uid:", ids) == 0);
+	ck_assert_msg(ids[0] == 0 && ids[1] == 0 && ids[2] == 0 && ids[3] == 0,
+	    "master Uid: %ld %ld %ld %ld", ids[0], ids[1], ids[2], ids[3]);
+	/* A reload forks new workers: they drop the same way. */
+	(void)reload_ok(&d, &nl, 2);
+	expect_retired(&d, 1, 2);
+	ck_assert_int_eq(children_settle(&d, 2, 3000), 2);
+	n = h_children_of(d.pid, w, 4);
+	for (i = 0; i < n && i < 4; i++)
+		assert_worker_ids(w[i], u.uid, u.gid);
+	ck_assert_int_eq(h_log_count(&d, "workers run as root", NULL), 0);
+
+	ck_assert_msg(check_conf(d.conf_path, "defuser-t.out", out,
+	    sizeof(out)) == 0, "tls-echod -t failed:\n%s", out);
+	ck_assert_msg(strstr(out, want) != NULL, "-t output lacks \"%s\":\n%s",
+	    want, out);
+	ck_assert_msg(strstr(out, "warning: workers run as root") == NULL,
+	    "-t warns about root:\n%s", out);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/* A group without a user: the default user, in that group. */
+START_TEST(test_root_start_with_group_only_runs_workers_as_default_user_in_it)
+{
+	const char *names[] = { "daemon", "bin", "sys", "users", "adm" };
+	struct who u;
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls c;
+	const struct group *gr = NULL;
+	char globals[128], gname[64], line[4096], want[256], grp[96];
+	pid_t w[4];
+	long gid;
+	size_t i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: switching groups needs root\n");
+		return;
+	}
+	u = default_worker_user();
+	/* Any existing group but root and the default user's own. */
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if ((gr = getgrnam(names[i])) != NULL && gr->gr_gid != 0 &&
+		    (long)gr->gr_gid != u.gid)
+			break;
+	ck_assert_msg(i < sizeof(names) / sizeof(names[0]), "no group to try");
+	snprintf(gname, sizeof(gname), "%s", gr->gr_name);
+	gid = (long)gr->gr_gid;
+	snprintf(globals, sizeof(globals), "workers = 2; group = \"%s\";",
+	    gname);
+	up_simple(&d, &nl, "grouponly", globals);
+	group_label(gid, grp, sizeof(grp));
+	snprintf(want, sizeof(want), "workers run as user %s (uid %ld), %s: "
+	    "the default, no user set", u.name, u.uid, grp);
+	H_LOG_EXPECT(&d, line, want);
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 2, 3000), 2);
+	connect_to(&c, &d, d.port, "worker in group only");
+	ROUNDTRIP_OK(&d, &c, "as the default user in group %.40s", gname);
+	h_tls_close(&c);
+	for (i = 0; i < 2; i++)
+		assert_worker_ids(w[i], u.uid, gid);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/*
+ * Keeping root takes `user = "root"`, and is warned about at start (with
+ * the setting's file:line) and by -t; another user is not.
+ */
+START_TEST(test_explicit_user_root_keeps_workers_root_and_warns)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct h_tls c;
+	pid_t w[4];
+	char line[4096], want[PATH_MAX + 64], out[8192];
+	int i;
+
+	if (geteuid() != 0) {
+		printf("check_lifecycle: skipped: keeping root needs root\n");
+		return;
+	}
+	up_simple(&d, &nl, "userroot", "workers = 2;\nuser = \"root\";");
+	/* The harness writes "log = ...;" on line 1, our globals next. */
+	snprintf(want, sizeof(want), ": warning: workers run as root (%s:3: "
+	    "user = \"root\")", d.conf_path);
+	H_LOG_EXPECT(&d, line, "workers run as user root (uid 0), group root "
+	    "(gid 0)");
+	H_LOG_EXPECT(&d, line, want, "would own this host");
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 2, 3000), 2);
+	connect_to(&c, &d, d.port, "worker running as root");
+	ROUNDTRIP_OK(&d, &c, "as root");
+	h_tls_close(&c);
+	for (i = 0; i < 2; i++)
+		assert_worker_ids(w[i], 0, 0);
+	ck_assert_int_eq(h_log_count(&d, "warning: workers run as root",
+	    NULL), 1);
+
+	ck_assert_msg(check_conf(d.conf_path, "userroot-t.out", out,
+	    sizeof(out)) == 0, "tls-echod -t failed:\n%s", out);
+	snprintf(want, sizeof(want), "\nwarning: workers run as root (%s:3: "
+	    "user = \"root\")", d.conf_path);
+	ck_assert_msg(strstr(out, want) != NULL, "-t output lacks \"%s\":\n%s",
+	    want, out);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+
+	/* An unprivileged user by name: no warning. */
+	up_simple(&d, &nl, "usernobody", "workers = 1;\nuser = \"nobody\";");
+	H_LOG_EXPECT(&d, line, "workers run as user nobody (uid ");
+	ck_assert_msg(check_conf(d.conf_path, "usernobody-t.out", out,
+	    sizeof(out)) == 0, "tls-echod -t failed:\n%s", out);
+	ck_assert_msg(strstr(out, "workers run as user nobody (uid ") != NULL &&
+	    strstr(out, "workers run as root") == NULL, "-t output:\n%s", out);
+	ck_assert_int_eq(h_log_count(&d, "workers run as root", NULL), 0);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
 }
 END_TEST
 
@@ -2566,9 +3107,20 @@ lifecycle_suite(void)
 
 	tc = tcase(s, "supervision", 30);
 	tcase_add_test(tc, test_killed_worker_is_logged_and_replaced_with_backoff);
+	tcase_add_test(tc,
+	    test_worker_scribbling_shared_memory_cannot_move_the_master);
+	tcase_add_test(tc, test_new_generation_worker_maps_only_its_own_census);
+	tcase_add_test(tc, test_worker_sending_junk_control_messages_is_ignored);
+	tcase_add_test(tc, test_key_material_is_left_out_of_core_dumps);
 	tcase_add_test(tc, test_workers_outlive_killed_master_only_to_drain);
+
+	tc = tcase(s, "privileges", 30);
 	tcase_add_test(tc, test_workers_drop_to_nobody_while_master_stays_root);
 	tcase_add_test(tc, test_non_root_daemon_with_user_root_refuses_to_start);
+	tcase_add_test(tc, test_root_start_without_user_runs_workers_as_default_user);
+	tcase_add_test(tc,
+	    test_root_start_with_group_only_runs_workers_as_default_user_in_it);
+	tcase_add_test(tc, test_explicit_user_root_keeps_workers_root_and_warns);
 
 	tc = tcase(s, "notify", 30);
 	tcase_add_test(tc, test_notify_ready_reloading_ready_stopping_from_master);

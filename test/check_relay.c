@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -317,6 +318,11 @@ be_listen(struct be *b, int family, int backlog, int buf, const char *name)
 	ck_assert_msg(listen(b->lfd, backlog) == 0, "listen: %s",
 	    strerror(errno));
 	if (family == AF_UNIX) {
+		/* Workers connect as an unprivileged user (the default when
+		 * the tests run as root): like any backend socket, this one
+		 * must be writable by them. */
+		ck_assert_msg(chmod(b->path, 0666) == 0, "chmod %s: %s",
+		    b->path, strerror(errno));
 		snprintf(b->addr, sizeof(b->addr), "unix:%s", b->path);
 		return;
 	}
@@ -1523,6 +1529,9 @@ START_TEST(test_refused_backend_closes_client_cleanly_and_logs_backend_refused)
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		ck_assert(fd >= 0);
 		ck_assert(bind(fd, (struct sockaddr *)&un, sizeof(un)) == 0);
+		/* Writable by the workers' user, so the connect is refused
+		 * for want of a listener, not for want of permission. */
+		ck_assert(chmod(path, 0666) == 0);
 		close(fd); /* the file stays; nobody listens */
 		fd = -1;
 		snprintf(addr, sizeof(addr), "unix:%s", path);

@@ -194,7 +194,7 @@ static const unsigned char seed16[16] = "0123456789abcdef";
 
 START_TEST(census_sums_identities_over_worker_processes)
 {
-	struct census *c = census_new(3, 64, seed16);
+	struct census *c = census_new(3, 64, 1000, seed16);
 	uint64_t alice, bob;
 	unsigned w;
 	int st;
@@ -241,7 +241,7 @@ END_TEST
 
 START_TEST(census_table_reuses_freed_slots_and_refuses_when_full)
 {
-	struct census *c = census_new(1, 16, seed16);
+	struct census *c = census_new(1, 16, 1000, seed16);
 	uint64_t k[17];
 	char name[32];
 	unsigned i, round;
@@ -289,7 +289,7 @@ END_TEST
  */
 START_TEST(census_concurrent_reader_never_overcounts)
 {
-	struct census *c = census_new(1, 64, seed16);
+	struct census *c = census_new(1, 64, 1000, seed16);
 	uint64_t steady, churn[8];
 	char name[32];
 	pid_t pid;
@@ -336,7 +336,7 @@ END_TEST
 
 START_TEST(census_without_identity_tables_counts_connections_only)
 {
-	struct census *c = census_new(2, 0, seed16);
+	struct census *c = census_new(2, 0, 1000, seed16);
 	uint64_t key;
 
 	ck_assert_ptr_nonnull(c);
@@ -349,6 +349,70 @@ START_TEST(census_without_identity_tables_counts_connections_only)
 	ck_assert_uint_eq(census_conns_total(c), 7);
 	census_free(c);
 	census_free(NULL);
+}
+END_TEST
+
+/* Fill every shared writable mapping of this process with ${byte}; how
+ * many bytes. */
+static size_t
+scribble_shared(unsigned char byte)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	size_t total = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long lo, hi;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 ||
+		    strcmp(perms, "rw-s") != 0)
+			continue;
+		memset((void *)lo, byte, hi - lo);
+		total += hi - lo;
+	}
+	fclose(f);
+	return total;
+}
+
+/*
+ * A worker is the untrusted side: one that rewrites the whole shared
+ * region (every byte, any value) leaves the master's layout intact; it
+ * reads clamped counts, clears a part where the part is, and unmaps what
+ * it mapped.
+ */
+START_TEST(census_garbage_from_a_worker_never_moves_the_master)
+{
+	static const unsigned char bytes[] = { 0xff, 0x7f, 0x00, 0x80 };
+	struct census *c = census_new(4, 64, 100, seed16);
+	uint64_t key;
+	unsigned w;
+	pid_t pid;
+	int st;
+	size_t b;
+
+	ck_assert_ptr_nonnull(c);
+	key = census_id_key(c, "l", "x");
+	for (b = 0; b < sizeof(bytes); b++) {
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0)
+			_exit(scribble_shared(bytes[b]) > 0 ? 0 : 1);
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		    "the census region is not a shared writable mapping");
+		ck_assert_uint_le(census_conns_total(c), 4 * 100);
+		ck_assert_uint_le(census_id_count(c, key), 4 * 100);
+		for (w = 0; w < 4; w++)
+			census_worker_start(c, w);
+		ck_assert_uint_eq(census_conns_total(c), 0);
+		ck_assert_uint_eq(census_id_count(c, key), 0);
+		census_worker_start(c, 4); /* no such worker: nothing */
+		census_conns_set(c, 9, 5);
+		ck_assert_uint_eq(census_conns_total(c), 0);
+	}
+	census_free(c);
 }
 END_TEST
 
@@ -372,6 +436,8 @@ units_suite(void)
 	tcase_add_test(tc,
 	    census_without_identity_tables_counts_connections_only);
 	tcase_add_test(tc, census_concurrent_reader_never_overcounts);
+	tcase_add_test(tc,
+	    census_garbage_from_a_worker_never_moves_the_master);
 	suite_add_tcase(s, tc);
 	return s;
 }
