@@ -1032,6 +1032,8 @@ tlsctx_new(const struct cfg *c, const struct cfg_listener *li, char *err,
 	mbedtls_x509_crt_init(&t->ca);
 	mbedtls_pk_init(&t->key);
 	mbedtls_x509_crl_init(&t->crl);
+	mbedtls_gcm_init(&t->tkey[0].gcm);
+	mbedtls_gcm_init(&t->tkey[1].gcm);
 	t->verify_depth = li->verify_depth;
 	t->verify_optional = li->verify_optional;
 	t->crl_stale_refuse = li->crl_stale == CFG_CRL_STALE_REFUSE;
@@ -1084,6 +1086,8 @@ tlsctx_free(struct tlsctx *t)
 	free(t->crl_path);
 	free(t->ticket_name);
 	free(t->ca_sha256);
+	mbedtls_gcm_free(&t->tkey[0].gcm);
+	mbedtls_gcm_free(&t->tkey[1].gcm);
 	free(t->crl_ca);
 	mbedtls_x509_crl_free(&t->crl);
 	free(t->suites);

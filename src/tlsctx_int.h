@@ -5,6 +5,7 @@
 #define TLS_ECHOD_TLSCTX_INT_H
 
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/gcm.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
@@ -35,6 +36,15 @@ struct tlsctx {
 	unsigned ticket_max_age;   /* seconds after the full handshake */
 	char *ticket_name;         /* owned: the listener's name, whole */
 	uint8_t policy[32];        /* SHA-256 of the trust settings */
+	/* The ticket cipher of the two periods a ticket may come from, each
+	 * process (worker) filling its own copy: key derivation and AES key
+	 * expansion once a period, not per ticket (tlssess.c).  On the
+	 * context's pages, left out of core dumps. */
+	struct {
+		uint32_t period;
+		int ready;
+		mbedtls_gcm_context gcm;
+	} tkey[2];
 	uint8_t (*ca_sha256)[32];  /* owned: SHA-256 of each cert in ca */
 	size_t nca;
 	/* For each CRL (list order) and each cert in ca (list order), as

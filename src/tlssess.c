@@ -1163,29 +1163,47 @@ ticket_key(const struct tlsctx *t, uint32_t period, unsigned char key[32])
 	return ret;
 }
 
+/* The cipher of ${period}, derived once per period and process. */
+static mbedtls_gcm_context *
+ticket_cipher(struct tlsctx *t, uint32_t period)
+{
+	unsigned char key[32];
+	int i, ret;
+
+	for (i = 0; i < 2; i++)
+		if (t->tkey[i].ready && t->tkey[i].period == period)
+			return &t->tkey[i].gcm;
+	/* Replace the older (or an empty) one: periods only move on. */
+	i = !t->tkey[0].ready ? 0 : !t->tkey[1].ready ? 1 :
+	    t->tkey[0].period < t->tkey[1].period ? 0 : 1;
+	t->tkey[i].ready = 0;
+	if (ticket_key(t, period, key) != 0)
+		return NULL;
+	ret = mbedtls_gcm_setkey(&t->tkey[i].gcm, MBEDTLS_CIPHER_ID_AES, key,
+	    256);
+	mbedtls_platform_zeroize(key, sizeof(key));
+	if (ret != 0)
+		return NULL;
+	t->tkey[i].period = period;
+	t->tkey[i].ready = 1;
+	return &t->tkey[i].gcm;
+}
+
 static int
-ticket_gcm(const struct tlsctx *t, uint32_t period, int encrypt,
+ticket_gcm(struct tlsctx *t, uint32_t period, int encrypt,
     const unsigned char *hdr, unsigned char *data, size_t len,
     unsigned char *tag)
 {
-	unsigned char key[32];
-	mbedtls_gcm_context gcm;
-	int ret;
+	mbedtls_gcm_context *gcm = ticket_cipher(t, period);
 
-	if (ticket_key(t, period, key) != 0)
+	if (gcm == NULL)
 		return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
-	mbedtls_gcm_init(&gcm);
-	ret = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key, 256);
-	if (ret == 0 && encrypt)
-		ret = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, len,
+	if (encrypt)
+		return mbedtls_gcm_crypt_and_tag(gcm, MBEDTLS_GCM_ENCRYPT, len,
 		    hdr + TICKET_IV, 12, hdr, TICKET_HDR, data, data,
 		    TICKET_TAG, tag);
-	else if (ret == 0)
-		ret = mbedtls_gcm_auth_decrypt(&gcm, len, hdr + TICKET_IV, 12,
-		    hdr, TICKET_HDR, tag, TICKET_TAG, data, data);
-	mbedtls_gcm_free(&gcm);
-	mbedtls_platform_zeroize(key, sizeof(key));
-	return ret;
+	return mbedtls_gcm_auth_decrypt(gcm, len, hdr + TICKET_IV, 12, hdr,
+	    TICKET_HDR, tag, TICKET_TAG, data, data);
 }
 
 /* The low byte of the session's protocol version: 3 (TLS 1.2), 4 (1.3). */
@@ -1266,7 +1284,7 @@ ticket_dud(unsigned char *start, const unsigned char *end, size_t *tlen,
 
 /* The ticket itself; an mbedTLS error if it cannot be made. */
 static int
-ticket_make(const struct tlsctx *t, const struct tlssess *s,
+ticket_make(struct tlsctx *t, const struct tlssess *s,
     const mbedtls_ssl_session *session, unsigned char *start,
     const unsigned char *end, size_t *tlen)
 {
@@ -1332,7 +1350,7 @@ tlssess_ticket_write(void *p_ticket, const mbedtls_ssl_session *session,
     unsigned char *start, const unsigned char *end, size_t *tlen,
     uint32_t *lifetime)
 {
-	const struct tlsctx *t = p_ticket;
+	struct tlsctx *t = p_ticket;
 	const struct tlssess *s = current;
 
 	/* Only an admitted client gets a ticket: a refused one has none. */
