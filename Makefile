@@ -17,8 +17,9 @@
 #   make bench    install stunnel4 and haproxy if missing, build bench/, run
 #                 bench/run.sh (BENCH_QUICK=1: a ~2-minute smoke run)
 #
-# Warnings and hardening follow ../shared/STYLE.md; WERROR=1 (CI) makes
-# warnings errors.
+# Warnings and hardening follow docs/STYLE.md; WERROR=1 (CI) makes
+# warnings errors.  How the code is organised: docs/DESIGN.md; the tests and
+# stages: docs/TESTING.md.
 
 VERSION := 0.1.0
 
@@ -214,8 +215,8 @@ $(TESTDIR)/check_watch: test/check_watch.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_watch.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
-# check_authn: an attacker's suite for session tickets (issue 12): a ticket
-# admits exactly what a full handshake would, or does not resume.
+# check_authn: an attacker's suite for session-ticket authentication: a
+# ticket admits exactly what a full handshake would, or does not resume.
 TEST_BINS += $(TESTDIR)/check_authn
 
 $(TESTDIR)/check_authn: test/check_authn.c test/harness.c test/harness.h
@@ -261,7 +262,7 @@ $(TESTDIR)/check_daemon: test/check_daemon.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_daemon.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
-# --- hostile peers and load (check_hostile, issue 6) ---
+# --- hostile peers and load (check_hostile) ---
 # Short forms run in check-run; `make soak` runs the long ones: 10,000 idle
 # mTLS connections on one worker, a bigger slowloris, a 60 s mixed-traffic
 # soak with a reload every 5 s (each tunable, see test/check_hostile.c).
@@ -489,7 +490,7 @@ check-valgrind: $(BIN) $(addprefix $(TESTDIR)/,$(VALGRIND_SUITES))
 # the mbedTLS user config).  Suppressions, each with its reason: inline
 # ("cppcheck-suppress") next to what they silence, or here:
 #   variableScope  our style declares a function's variables at its top
-#                  (STYLE.md's models, spiped and OpenBSD, do the same);
+#                  (docs/STYLE.md; spiped and OpenBSD do the same);
 #                  cppcheck would move them into inner blocks.
 #   constParameterPointer in src/census.c  the parts a census function
 #                  writes share *c's shared-memory mapping (part()):

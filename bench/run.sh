@@ -9,8 +9,9 @@
 # server is pinned to CPU BENCH_SERVER_CPU (0), the load generator and the echo
 # backend to BENCH_CLIENT_CPU (1).  Every mode runs BENCH_REPS times (3) for
 # BENCH_SECONDS (4) and the medians go into one markdown table (bench/report.py).
-# TLS 1.2 runs use ECDHE-ECDSA-AES128-GCM-SHA256 (the table), TLS 1.3
-# runs TLS_AES_128_GCM_SHA256, for tls-echod only.
+# TLS 1.2 runs use ECDHE-ECDSA-AES128-GCM-SHA256 (the suite of the README's
+# and bench/RESULTS.md's tables), TLS 1.3 runs TLS_AES_128_GCM_SHA256, for
+# tls-echod only.
 #
 # Environment:
 #   BENCH_QUICK=1        smoke run: ~1.5 s per mode, 1 repetition, 600 idle conns

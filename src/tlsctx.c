@@ -41,7 +41,7 @@ static int rng_ready;
 /*
  * Policy.  TLS 1.3 suites, then TLS 1.2 ECDHE with AEAD only: no CBC, no
  * static RSA, no DHE.  ChaCha20-Poly1305 first: it is the fastest AEAD in
- * mbedTLS on these machines (shared/PERF-NOTES.md).
+ * mbedTLS on these machines (docs/PERFORMANCE.md).
  */
 static const int ciphersuites[] = {
 	MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,

@@ -1,7 +1,7 @@
 /*
  * check_authn: session tickets must admit exactly what a full handshake
  * would admit at that moment, on that listener, under its current
- * configuration, or not resume (issue 12).  An attacker's suite against the
+ * configuration, or not resume.  An attacker's suite against the
  * real daemon: one test per way in, each naming in its failure what got in.
  *
  * Every daemon is socket-activated on loopback with its own log

@@ -1,5 +1,5 @@
 /*
- * check_hostile: the real tls-echod against hostile peers and load (issue 6).
+ * check_hostile: the real tls-echod against hostile peers and load.
  *
  * Slowloris, a client that never reads, garbage and malformed TLS, a
  * ClientHello stuffed to the record limit, fd exhaustion of a worker,
@@ -1200,8 +1200,8 @@ START_TEST(test_many_idle_mtls_connections_held_on_one_worker)
 	}
 	held_rss = h_proc_rss_kb(w);
 	served_within(&d, 1000, "beside the idle connections");
-	/* Issue 7's targets: 40 KiB per TLS 1.2, 48 KiB per TLS 1.3 idle
-	 * connection, weighted by the versions held. */
+	/* The memory targets (bench/RESULTS.md): 40 KiB per TLS 1.2, 48 KiB
+	 * per TLS 1.3 idle connection, weighted by the versions held. */
 	if (!sanitized()) {
 		double bound = (v13 * IDLE_KIB_TLS13_MAX + (n - v13) *
 		    IDLE_KIB_TLS12_MAX) / (double)n;

@@ -13,7 +13,7 @@
  *
  * Environment (set by test/run-tests.sh via the Makefile): TLS_ECHOD_BIN,
  * TEST_PKI, TEST_TMPDIR, all absolute.  Optional: TLS_ECHOD_WRAP, words put
- * before the daemon's command line (the valgrind pass, test/check-valgrind.sh).
+ * before the daemon's command line (the valgrind pass, make check-valgrind).
  */
 #ifndef TLS_ECHOD_TEST_HARNESS_H
 #define TLS_ECHOD_TEST_HARNESS_H

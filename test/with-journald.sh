@@ -14,7 +14,7 @@
 # failed.  JOURNALD_LOG=FILE appends journald's own messages to FILE.
 # NOTIFY_SOCKET is passed to CMD only, never to journald.
 #
-# Recipe: ../shared/TESTING-SYSTEMD.md section 3.
+# How the journald tests use it: docs/TESTING.md.
 set -eu
 
 prog=${0##*/}
