@@ -15,7 +15,7 @@
 #                 MANDIR, SYSTEMDUNITDIR, SYSUSERSDIR); make uninstall
 #   make update-mbedtls   refetch and rebuild the bundled mbedTLS 3.6 LTS
 #   make bench    install stunnel4 and haproxy if missing, build bench/, run
-#                 bench/run.sh (BENCH_QUICK=1: a ~2-minute smoke run)
+#                 bench/run.sh (BENCH_QUICK=1: a smoke run of about 75 s)
 #
 # Warnings and hardening follow docs/STYLE.md; WERROR=1 (CI) makes
 # warnings errors.  How the code is organised: docs/DESIGN.md; the tests and
