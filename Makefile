@@ -427,7 +427,8 @@ CHECK_ENV = SAN_LOG_DIR=$(SAN_LOG_DIR) \
 	ASAN_OPTIONS=log_path=$(SAN_LOG_DIR)/san:detect_leaks=1:exitcode=86:abort_on_error=0 \
 	UBSAN_OPTIONS=log_path=$(SAN_LOG_DIR)/san:print_stacktrace=1:halt_on_error=1
 else
-CHECK_SUITES ?= $(TEST_BINS) test/check-man.sh test/check-bench.sh \
+CHECK_SUITES ?= $(TEST_BINS) test/check-man.sh test/check-readme.sh \
+	test/check-bench.sh \
 	test/check-gen-certs.sh test/check-install.sh test/check-walkthrough.sh \
 	$(SYSTEMD_SUITE)
 CHECK_ENV =
