@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +17,40 @@
 
 #include "json.h"
 
-/* Our records say where they come from in their fields; libsystemd's
- * CODE_FILE/CODE_LINE would only ever name write_journal(). */
-#define SD_JOURNAL_SUPPRESS_LOCATION
-#include <systemd/sd-journal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #define MAX_FIELDS 32
 #define MSG_MAX 1024
 
 static enum log_target target = LOG_TARGET_STDERR;
+/*
+ * journald's socket, connected once (in the master, before any worker is
+ * forked; workers inherit it): records go out with send(2) on it, so a
+ * worker's seccomp filter needs neither socket(2) nor sendmsg(2), which
+ * would let it send datagrams (and descriptors) anywhere.  -1: not open.
+ */
+static int journal_fd = -1;
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
+static void
+journal_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (journal_fd >= 0)
+		return;
+	memcpy(sa.sun_path, JOURNAL_SOCKET, sizeof(JOURNAL_SOCKET));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return;
+	}
+	journal_fd = fd;
+}
 
 /* True if stderr is the journal stream systemd gave us (JOURNAL_STREAM). */
 static int
@@ -49,6 +76,8 @@ log_open(enum log_target t, int force)
 	else
 		target = stderr_is_journal() ? LOG_TARGET_JOURNAL :
 		    LOG_TARGET_STDERR;
+	if (target == LOG_TARGET_JOURNAL)
+		journal_connect();
 }
 
 enum log_target
@@ -184,42 +213,68 @@ write_json(int prio, const char *msgid, const char *msg,
 		;
 }
 
+/*
+ * Append journald native-protocol field ${key}=${value} at ${buf}+${*off}:
+ * "KEY=value\n", or for a value holding a newline "KEY\n", its length as
+ * 64-bit little-endian, the value, "\n".  False if it does not fit.
+ */
+static bool
+journal_field(char *buf, size_t len, size_t *off, const char *key,
+    const char *value)
+{
+	size_t k = strlen(key), v = strlen(value), i;
+
+	if (memchr(value, '\n', v) == NULL) {
+		if (k + 1 + v + 1 > len - *off)
+			return false;
+		memcpy(buf + *off, key, k);
+		buf[*off + k] = '=';
+		memcpy(buf + *off + k + 1, value, v);
+		buf[*off + k + 1 + v] = '\n';
+		*off += k + 1 + v + 1;
+		return true;
+	}
+	if (k + 1 + 8 + v + 1 > len - *off)
+		return false;
+	memcpy(buf + *off, key, k);
+	buf[*off + k] = '\n';
+	*off += k + 1;
+	for (i = 0; i < 8; i++)
+		buf[(*off)++] = (char)(unsigned char)((uint64_t)v >> (8 * i));
+	memcpy(buf + *off, value, v);
+	*off += v;
+	buf[(*off)++] = '\n';
+	return true;
+}
+
 static void
 write_journal(int prio, const char *msgid, const char *msg,
     const struct log_field *f, size_t n)
 {
-	struct iovec iov[MAX_FIELDS + 4];
-	char buf[MAX_FIELDS + 4][MSG_MAX + 64];
-	size_t k = 0, i;
-	int w;
+	char buf[16384], num[16];
+	size_t off = 0, i;
+	bool ok;
+	ssize_t w;
 
-	w = snprintf(buf[k], sizeof(buf[k]), "MESSAGE=%s", msg);
-	iov[k].iov_base = buf[k];
-	iov[k].iov_len = w < 0 ? 0 : strnlen(buf[k], sizeof(buf[k]));
-	k++;
-	snprintf(buf[k], sizeof(buf[k]), "PRIORITY=%d", prio);
-	iov[k].iov_base = buf[k];
-	iov[k].iov_len = strlen(buf[k]);
-	k++;
-	snprintf(buf[k], sizeof(buf[k]), "SYSLOG_IDENTIFIER=tls-echod");
-	iov[k].iov_base = buf[k];
-	iov[k].iov_len = strlen(buf[k]);
-	k++;
-	if (msgid != NULL) {
-		snprintf(buf[k], sizeof(buf[k]), "MESSAGE_ID=%s", msgid);
-		iov[k].iov_base = buf[k];
-		iov[k].iov_len = strlen(buf[k]);
-		k++;
+	snprintf(num, sizeof(num), "%d", prio);
+	ok = journal_fd >= 0 &&
+	    journal_field(buf, sizeof(buf), &off, "MESSAGE", msg) &&
+	    journal_field(buf, sizeof(buf), &off, "PRIORITY", num) &&
+	    journal_field(buf, sizeof(buf), &off, "SYSLOG_IDENTIFIER",
+	    "tls-echod") &&
+	    (msgid == NULL || journal_field(buf, sizeof(buf), &off,
+	    "MESSAGE_ID", msgid));
+	for (i = 0; ok && i < n && i < MAX_FIELDS; i++)
+		if (f[i].value != NULL)
+			ok = journal_field(buf, sizeof(buf), &off, f[i].key,
+			    f[i].value);
+	if (ok) {
+		do
+			w = send(journal_fd, buf, off, MSG_NOSIGNAL);
+		while (w < 0 && errno == EINTR);
+		ok = w == (ssize_t)off;
 	}
-	for (i = 0; i < n && k < MAX_FIELDS + 4; i++) {
-		if (f[i].value == NULL)
-			continue;
-		snprintf(buf[k], sizeof(buf[k]), "%s=%s", f[i].key, f[i].value);
-		iov[k].iov_base = buf[k];
-		iov[k].iov_len = strlen(buf[k]);
-		k++;
-	}
-	if (sd_journal_sendv(iov, (int)k) < 0)
+	if (!ok)
 		write_stderr(prio, msg, f, n); /* journald gone: keep the line */
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -815,6 +816,43 @@ spawn(struct master *m, unsigned idx, uint64_t now)
  * seccomp filter's kill: nothing else sends it, and the kernel sends it for
  * no other reason.
  */
+/*
+ * A listening socket is shared by the master, every worker and systemd: a
+ * worker gone bad can make it stop listening for all of them (connect(2)
+ * with AF_UNSPEC on it; its seccomp filter cannot see connect's address).
+ * The master looks after every exit of a worker and every status refresh,
+ * and listens again.
+ */
+static void
+check_listeners(struct master *m)
+{
+	size_t i;
+
+	for (i = 0; m->cur != NULL && i < m->cur->nls; i++) {
+		int fd = m->cur->ls[i].fd, on = 1;
+		socklen_t len = sizeof(on);
+
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof(sa);
+
+		if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on,
+		    &len) != 0 || on)
+			continue;
+		/* A disconnected socket may have lost its port: bind it to
+		 * the address it still reports (EINVAL if it kept it). */
+		if (getsockname(fd, (struct sockaddr *)&sa, &salen) == 0)
+			(void)bind(fd, (struct sockaddr *)&sa, salen);
+		if (listen(fd, LISTEN_BACKLOG) == 0)
+			log_msg(LOG_WARNING, "listener %s: its socket had stopped "
+			    "listening (a worker disconnected it?); listening "
+			    "again", m->cur->ls[i].cfg->name);
+		else
+			log_msg(LOG_ERR, "listener %s: its socket stopped "
+			    "listening and cannot listen again: %s",
+			    m->cur->ls[i].cfg->name, strerror(errno));
+	}
+}
+
 static void
 describe_exit(int st, bool sandboxed, char *buf, size_t len)
 {
@@ -892,6 +930,8 @@ reap(struct master *m, uint64_t now)
 		    "%ld) %s; restarting in %u ms", p->idx, (long)pid, how,
 		    p->backoff_ms);
 	}
+	if (!m->stopping)
+		check_listeners(m);
 }
 
 static unsigned
@@ -1239,7 +1279,7 @@ on_watch(struct master *m, uint64_t now)
  * argument is ignored, anything else is dropped and reported once.
  */
 static void
-on_ctl(struct master *m, struct proc *p, uint64_t now)
+on_ctl(struct master *m, struct proc *p, short revents, uint64_t now)
 {
 	struct ctl_msg msg;
 	int i, r;
@@ -1248,7 +1288,9 @@ on_ctl(struct master *m, struct proc *p, uint64_t now)
 		r = ctl_recv(p->ctl, &msg);
 		if (r == -1)
 			return;
-		if (r == 0) {
+		/* 0 is the end of the stream, or an empty message: the hang-up
+		 * tells them apart (an empty message is junk like any). */
+		if (r == 0 && (revents & POLLHUP)) {
 			/* Gone (or it closed its end): reaped by SIGCHLD. */
 			proc_ctl_close(p);
 			p->leaving = false;
@@ -1432,6 +1474,7 @@ timers(struct master *m, uint64_t now)
 		char before[sizeof(m->status)];
 
 		memcpy(before, m->status, sizeof(before));
+		check_listeners(m);
 		set_status(m);
 		if (strcmp(before, m->status) != 0)
 			notify_status("%s", m->status);
@@ -1504,7 +1547,7 @@ loop(struct master *m)
 		 * arrays the poll set points into). */
 		for (i = 1; i < n; i++)
 			if (m->pfd[i].revents != 0 && m->pproc[i] != NULL)
-				on_ctl(m, m->pproc[i], now);
+				on_ctl(m, m->pproc[i], m->pfd[i].revents, now);
 			else if (m->pfd[i].revents != 0)
 				on_watch(m, now);
 		if (m->pfd[0].revents & POLLIN)
@@ -1513,6 +1556,20 @@ loop(struct master *m)
 		maybe_ready(m, now);
 		m->notify_pending = notify_retry() != 0;
 	}
+}
+
+/*
+ * Whatever started us may have left descriptors open (a shell's, a
+ * supervisor's): workers must not inherit them.  Keep stdio and the
+ * sockets systemd passes (LISTEN_FDS, checked against our pid).
+ */
+static void
+close_inherited_fds(void)
+{
+	int n = sd_listen_fds(0);
+	unsigned from = 3 + (unsigned)(n > 0 ? n : 0);
+
+	(void)close_range(from, ~0U, 0);
 }
 
 static int
@@ -1546,8 +1603,14 @@ master_run(struct cfg *c)
 	unsigned k;
 	int status = 1;
 
-	/* Private keys live in this process and its workers: no core dumps. */
+	/*
+	 * Private keys live in this process and its workers: no core dumps,
+	 * not even where fs.suid_dumpable = 2 makes undumpable processes
+	 * dump for root (systemd-coredump stores nothing at a 0 limit).
+	 */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
+	close_inherited_fds();
 	log_open(cfg_log_target(c), c->log != CFG_LOG_AUTO);
 	log_event(LOG_INFO, LOG_ID_START, NULL, 0, "tls-echod %s starting "
 	    "(mbedTLS %s, %s; config %s; log to %s)", TLS_ECHOD_VERSION,

@@ -50,10 +50,10 @@
 static const char *const common[] = {
 	/* the event loop */
 	"epoll_wait", "epoll_pwait", "epoll_ctl",
-	"read",        /* signalfd, the master's pipe */
+	"read",        /* signalfd */
 	"write",       /* log records on stderr */
 	"writev",      /* glibc's fatal messages (fortify, stack protector) */
-	"accept4", "recvfrom", "shutdown", "close",
+	"accept4", "recvfrom", "close",
 	"getsockname", /* the PROXY header's destination address */
 	"getsockopt",  /* SO_ERROR of a backend connect */
 	/* memory: malloc, malloc_trim, mbedTLS buffers */
@@ -99,7 +99,8 @@ allow(scmp_filter_ctx ctx, const char *name, char *err, size_t errlen)
 	return allow_if(ctx, name, 0, NULL, err, errlen);
 }
 
-/* socket(${family}, ${type} [| SOCK_NONBLOCK | SOCK_CLOEXEC], any) */
+/* socket(${family}, ${type} [| SOCK_NONBLOCK | SOCK_CLOEXEC], 0): the
+ * default protocol only (no SCTP or MPTCP streams, no module loading). */
 static int
 allow_socket(scmp_filter_ctx ctx, int family, int type, char *err,
     size_t errlen)
@@ -107,9 +108,10 @@ allow_socket(scmp_filter_ctx ctx, int family, int type, char *err,
 	struct scmp_arg_cmp c[] = {
 		SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)family),
 		SCMP_A1(SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, (scmp_datum_t)type),
+		SCMP_A2(SCMP_CMP_EQ, 0),
 	};
 
-	return allow_if(ctx, "socket", 2, c, err, errlen);
+	return allow_if(ctx, "socket", 3, c, err, errlen);
 }
 
 /* setsockopt(any, ${level}, ${name}, ...) */
@@ -191,34 +193,23 @@ allow_backends(scmp_filter_ctx ctx, const struct sandbox_policy *p,
 	    allow_sockopt(ctx, IPPROTO_TCP, TCP_KEEPCNT, err, errlen) ? -1 : 0;
 }
 
-/*
- * journald: sd_journal_sendv() sends datagrams with sendmsg(2) on a socket
- * the master normally opened before the fork (its first record); a worker
- * forked right after a reload switched to the journal opens its own.  A
- * record too big for a datagram would go through a memfd: it fails with
- * EPERM instead (log.c then writes the line to stderr); ours never are.
- */
-static int
-allow_journal(scmp_filter_ctx ctx, char *err, size_t errlen)
-{
-	int rc, nr = seccomp_syscall_resolve_name("memfd_create");
-
-	if (allow_socket(ctx, AF_UNIX, SOCK_DGRAM, err, errlen) != 0 ||
-	    allow(ctx, "sendmsg", err, errlen) != 0)
-		return -1;
-	if (nr >= 0 && (rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr,
-	    0)) != 0)
-		return fail(err, errlen, "memfd_create", rc);
-	return 0;
-}
-
 int
 sandbox_enter(const struct sandbox_policy *p, char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx;
-	/* Sends only on connected sockets: no destination address. */
+	/* Sends only on connected sockets: no destination address (TLS
+	 * records, the control socket, journald's socket, which log.c
+	 * connected before the filter). */
 	struct scmp_arg_cmp sendto_connected[] = {
 		SCMP_A4(SCMP_CMP_EQ, 0),
+	};
+	/*
+	 * Half-closes only.  shutdown(SHUT_RD) (or RDWR) on a listening
+	 * socket, which the master, every worker and systemd share, would
+	 * stop it listening for all of them, after this worker's death too.
+	 */
+	struct scmp_arg_cmp half_close[] = {
+		SCMP_A1(SCMP_CMP_EQ, SHUT_WR),
 	};
 	/* No executable memory: code cannot be written, then run. */
 	struct scmp_arg_cmp no_exec[] = {
@@ -259,8 +250,8 @@ sandbox_enter(const struct sandbox_policy *p, char *err, size_t errlen)
 	    allow_if(ctx, "mprotect", 1, no_exec, err, errlen) != 0 ||
 	    allow_if(ctx, "tgkill", 2, abort_self, err, errlen) != 0 ||
 	    allow_if(ctx, "rt_sigaction", 1, abort_action, err, errlen) != 0 ||
-	    allow_backends(ctx, p, err, errlen) != 0 ||
-	    (p->journal && allow_journal(ctx, err, errlen) != 0))
+	    allow_if(ctx, "shutdown", 1, half_close, err, errlen) != 0 ||
+	    allow_backends(ctx, p, err, errlen) != 0)
 		goto err;
 	/* The busy calls first: every system call runs the filter. */
 	(void)seccomp_syscall_priority(ctx, SCMP_SYS(sendto), 255);
@@ -340,6 +331,23 @@ sandbox_test_violate(int what)
 		return 0;
 	case SANDBOX_TEST_ABORT:
 		abort();
+	case SANDBOX_TEST_SHUT_RD:
+		/* What would stop the shared listening sockets for all. */
+		for (fd = 0; fd < 64; fd++) {
+			int acc = 0;
+			socklen_t l = sizeof(acc);
+
+			if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc,
+			    &l) == 0 && acc && shutdown(fd, SHUT_RD) != 0)
+				return errno;
+		}
+		return 0;
+	case SANDBOX_TEST_SOCKET_SCTP:
+		fd = socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP);
+		e = fd < 0 ? errno : 0;
+		if (fd >= 0)
+			close(fd);
+		return e;
 	case SANDBOX_TEST_ASAN: {
 		/* Read one byte past a heap block: an ASan report.  (A
 		 * volatile size, or the compiler refuses the code.) */

@@ -5,7 +5,7 @@
  * limits it to what the event loop needs: the sockets it already holds,
  * connects to the configured backends, log records, memory.  No exec, no
  * open of files, no ptrace, no new processes or threads, no executable
- * memory, no socket family beyond those the backends (and journald) use.
+ * memory, no socket family beyond those the backends use.
  * Anything else kills the whole worker at once (SIGSYS); the master logs it
  * and starts a new one.
  *
@@ -26,7 +26,6 @@
 struct sandbox_policy {
 	bool tcp4, tcp6;   /* relay backends it connects to, by family */
 	bool unix_stream;  /* ... and unix-socket backends */
-	bool journal;      /* log records go to journald (AF_UNIX datagrams) */
 };
 
 /**
@@ -55,6 +54,8 @@ enum sandbox_test_call {
 	SANDBOX_TEST_MMAP_EXEC,   /* an executable anonymous mapping */
 	SANDBOX_TEST_FORK,        /* fork() */
 	SANDBOX_TEST_ABORT,       /* abort(): allowed, dies by SIGABRT */
+	SANDBOX_TEST_SHUT_RD,     /* shutdown(SHUT_RD) on its listening sockets */
+	SANDBOX_TEST_SOCKET_SCTP, /* socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP) */
 	SANDBOX_TEST_ASAN = 100,  /* a heap overflow, for ASan builds */
 };
 

@@ -120,6 +120,13 @@ stay_undumpable(char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
+	/* No way back up through a setuid program, filter or not (the
+	 * seccomp filter sets it too; sandbox = false must not lose it). */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+		snprintf(err, errlen, "cannot set no_new_privs: %s",
+		    strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -548,7 +555,6 @@ policy_of(const struct worker_args *a, struct sandbox_policy *p)
 		default: break;
 		}
 	}
-	p->journal = log_target() == LOG_TARGET_JOURNAL;
 }
 
 int

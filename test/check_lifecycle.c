@@ -1458,10 +1458,19 @@ START_TEST(test_worker_sending_junk_control_messages_is_ignored)
 
 	up_simple(&d, &nl, "ctl-junk", "workers = 1;");
 	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 1, 3000), 1);
+	/* Served once: the worker is in its loop, so it has closed the
+	 * master's end of its pair (a fresh fork still holds both, and the
+	 * scan below would take the master's). */
+	connect_to(&c, &d, d.port, "before the junk");
+	ROUNDTRIP_OK(&d, &c, "before the junk");
+	h_tls_close(&c);
 	fd = steal_ctl_socket(w[0]);
 	ck_assert_msg(fd >= 0, "cannot take worker %ld's control socket: %s",
 	    (long)w[0], strerror(errno));
 	memset(big, 0x5a, sizeof(big));
+	/* An empty message reads as 0 bytes, like the end of the stream:
+	 * only a hang-up may mean the worker is gone. */
+	(void)send(fd, big, 0, MSG_DONTWAIT);
 	(void)send(fd, big, sizeof(big), MSG_DONTWAIT);
 	(void)send(fd, big, 3, MSG_DONTWAIT);
 	for (i = 0; i < 2000; i++) {
@@ -1483,6 +1492,110 @@ START_TEST(test_worker_sending_junk_control_messages_is_ignored)
 	h_tls_close(&c);
 	n = h_log_count(&d, "unexpected control message", NULL);
 	ck_assert_msg(n == 1, "%d lines about the junk, want one", n);
+	ck_assert_msg(h_log_count(&d, "stopping (the master exited)", NULL) ==
+	    0, "an empty control message cut the worker off its master");
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/* ${pid}'s descriptor ${fd} is open on ${target} (readlink of /proc). */
+static bool
+proc_fd_is(pid_t pid, int fd, const char *target)
+{
+	char path[64], link[256];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)pid, fd);
+	if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+		return false;
+	link[n] = '\0';
+	return strcmp(link, target) == 0;
+}
+
+/*
+ * A listening socket is shared by master, workers and systemd: a worker
+ * gone bad that disconnects it (connect(AF_UNSPEC), which no seccomp
+ * filter can tell from a backend connect) must not stop it for all and
+ * for good.  The master listens again after the worker's exit (loop 0) or
+ * at its next status refresh (loop 1).
+ */
+START_TEST(test_listener_disconnected_by_a_worker_listens_again)
+{
+	struct h_daemon d;
+	struct nlog nl;
+	struct sockaddr sa = { .sa_family = AF_UNSPEC };
+	pid_t w[4], seen[8];
+	struct h_tls c;
+	char line[4096];
+	int pidfd, fd, lfd = -1, on = 0, k;
+	socklen_t len = sizeof(on);
+
+	up_simple(&d, &nl, "relisten", "workers = 1;");
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 1, 3000), 1);
+	seen[0] = w[0];
+	ck_assert((pidfd = (int)syscall(SYS_pidfd_open, w[0], 0)) >= 0);
+	for (fd = 0; fd < 64 && lfd < 0; fd++) {
+		int s = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0), acc = 0;
+		socklen_t l = sizeof(acc);
+
+		if (s >= 0 && getsockopt(s, SOL_SOCKET, SO_ACCEPTCONN, &acc,
+		    &l) == 0 && acc)
+			lfd = s;
+		else if (s >= 0)
+			close(s);
+	}
+	close(pidfd);
+	ck_assert_msg(lfd >= 0, "no listening socket in worker %ld",
+	    (long)w[0]);
+	ck_assert(connect(lfd, &sa, sizeof(sa)) == 0);
+	ck_assert(getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0);
+	ck_assert_msg(on == 0, "precondition: the shared socket stopped "
+	    "listening");
+	if (_i == 0) {
+		ck_assert(kill(w[0], SIGKILL) == 0);
+		ck_assert(new_worker(&d, seen, 1, 3000) > 0);
+	}
+	H_LOG_EXPECT(&d, line, "listener echo: its socket had stopped "
+	    "listening", "listening again");
+	for (k = 0; k < 3; k++) {
+		connect_to(&c, &d, d.port, "after the disconnect");
+		ROUNDTRIP_OK(&d, &c, "after the master listened again");
+		h_tls_close(&c);
+	}
+	close(lfd);
+	H_DAEMON_DOWN(&d);
+	nl_free(&nl);
+}
+END_TEST
+
+/*
+ * Descriptors the daemon's parent left open (a shell's, a supervisor's)
+ * reach no worker: the master closes all but stdio and systemd's.
+ */
+START_TEST(test_inherited_descriptors_reach_no_worker)
+{
+	static const char *const wrap[] = { "sh", "-c",
+	    "exec 7</dev/null 9</dev/null; exec \"$0\" \"$@\"", NULL };
+	struct h_daemon_opts o = {
+		.label = "inherited",
+		.globals = "workers = 1;",
+		.activation = true,
+		.wrap = wrap,
+	};
+	struct h_daemon d;
+	struct nlog nl;
+	pid_t w[4];
+
+	up(&d, &nl, &o);
+	ck_assert_int_eq(h_daemon_workers(&d, w, 4, 1, 3000), 1);
+	/* (The master's own descriptors may take those numbers again.) */
+	ck_assert_msg(!proc_fd_is(d.pid, 7, "/dev/null") &&
+	    !proc_fd_is(d.pid, 9, "/dev/null"), "the master kept descriptors "
+	    "7/9 it inherited");
+	ck_assert_msg(!proc_fd_is(w[0], 7, "/dev/null") &&
+	    !proc_fd_is(w[0], 9, "/dev/null"), "a worker inherited descriptors "
+	    "7/9 of the daemon's parent");
 	H_DAEMON_DOWN(&d);
 	nl_free(&nl);
 }
@@ -1939,6 +2052,28 @@ has_dontdump_mapping(pid_t pid)
 	return found;
 }
 
+/* ${pid}'s core file size limit is 0, soft and hard (/proc/PID/limits). */
+static bool
+core_limit_zero(pid_t pid)
+{
+	char path[64], line[256];
+	bool zero = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/limits", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long soft, hard;
+
+		if (sscanf(line, "Max core file size %lu %lu", &soft,
+		    &hard) == 2)
+			zero = soft == 0 && hard == 0;
+	}
+	fclose(f);
+	return zero;
+}
+
 /*
  * Key material stays out of core dumps: the TLS contexts (ticket secret)
  * are on pages marked MADV_DONTDUMP in the master and its workers, and a
@@ -1964,6 +2099,7 @@ START_TEST(test_key_material_is_left_out_of_core_dumps)
 	ck_assert_int_eq(n, 2);
 	ck_assert_msg(has_dontdump_mapping(d.pid), "the master has no "
 	    "MADV_DONTDUMP mapping");
+	ck_assert_msg(core_limit_zero(d.pid), "the master may dump core");
 	for (i = 0; i < n; i++) {
 		int64_t until = h_now_ms() + 3000;
 		long ids[4];
@@ -1974,6 +2110,8 @@ START_TEST(test_key_material_is_left_out_of_core_dumps)
 			usleep(10000);
 		ck_assert_msg(has_dontdump_mapping(w[i]), "worker %ld has no "
 		    "MADV_DONTDUMP mapping", (long)w[i]);
+		ck_assert_msg(core_limit_zero(w[i]), "worker %ld may dump "
+		    "core (its private key is in its heap)", (long)w[i]);
 		snprintf(path, sizeof(path), "/proc/%ld/mem", (long)w[i]);
 		ck_assert(stat(path, &st) == 0);
 		ck_assert_msg(st.st_uid == 0, "worker %ld (as nobody) is "
@@ -3111,6 +3249,9 @@ lifecycle_suite(void)
 	    test_worker_scribbling_shared_memory_cannot_move_the_master);
 	tcase_add_test(tc, test_new_generation_worker_maps_only_its_own_census);
 	tcase_add_test(tc, test_worker_sending_junk_control_messages_is_ignored);
+	tcase_add_loop_test(tc,
+	    test_listener_disconnected_by_a_worker_listens_again, 0, 2);
+	tcase_add_test(tc, test_inherited_descriptors_reach_no_worker);
 	tcase_add_test(tc, test_key_material_is_left_out_of_core_dumps);
 	tcase_add_test(tc, test_workers_outlive_killed_master_only_to_drain);
 

@@ -28,7 +28,7 @@
 /* The trigger numbers of src/sandbox.h (enum sandbox_test_call). */
 enum {
 	T_EXECVE = 1, T_OPENAT, T_PTRACE, T_PACKET, T_INET, T_MMAP_EXEC,
-	T_FORK, T_ABORT, T_ASAN = 100,
+	T_FORK, T_ABORT, T_SHUT_RD, T_SCTP, T_ASAN = 100,
 };
 
 static const struct {
@@ -42,6 +42,7 @@ static const struct {
 	{ T_INET, "socket(AF_INET) with no TCP backend" },
 	{ T_MMAP_EXEC, "mmap(PROT_EXEC)" },
 	{ T_FORK, "fork" },
+	{ T_SHUT_RD, "shutdown(SHUT_RD) of the shared listening socket" },
 };
 
 #define IO_MS 10000
@@ -361,7 +362,10 @@ START_TEST(test_relay_worker_may_open_only_its_backends_family)
 	H_LOG_EXPECT(&d, line, "test call 5 returned: success");
 	ck_assert_msg(proc_status_field(w, "Seccomp") == 2, "worker gone "
 	    "after an allowed socket()");
-	/* Its backend is closed (port 2): no echo to check. */
+	/* Its backend is closed (port 2): no echo to check.  The family
+	 * is allowed, not another protocol in it (SCTP, MPTCP). */
+	w = expect_killed(&d, w, T_SCTP, "socket(AF_INET, SOCK_STREAM, "
+	    "IPPROTO_SCTP)", false);
 	(void)expect_killed(&d, w, T_PACKET, "socket(AF_PACKET)", false);
 	H_DAEMON_DOWN(&d);
 }
@@ -400,6 +404,10 @@ START_TEST(test_switched_off_workers_are_unfiltered_and_it_is_said)
 	ck_assert_msg(proc_status_field(w, "Seccomp") == 0, "worker has "
 	    "Seccomp: %d with the sandbox off", proc_status_field(w,
 	    "Seccomp"));
+	/* Without the filter, still no way back up through setuid. */
+	ck_assert_msg(proc_status_field(w, "NoNewPrivs") == 1, "worker has "
+	    "NoNewPrivs: %d with the sandbox off", proc_status_field(w,
+	    "NoNewPrivs"));
 	trigger(w, T_OPENAT);
 	H_LOG_EXPECT(&d, line, "test call 2 returned: success");
 	ck_assert_int_eq(h_log_count(&d, "killed by signal", NULL), 0);
