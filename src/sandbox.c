@@ -105,7 +105,7 @@ static int
 allow_socket(scmp_filter_ctx ctx, int family, int type, char *err,
     size_t errlen)
 {
-	struct scmp_arg_cmp c[] = {
+	const struct scmp_arg_cmp c[] = {
 		SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)family),
 		SCMP_A1(SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, (scmp_datum_t)type),
 		SCMP_A2(SCMP_CMP_EQ, 0),
@@ -119,7 +119,7 @@ static int
 allow_sockopt(scmp_filter_ctx ctx, int level, int name, char *err,
     size_t errlen)
 {
-	struct scmp_arg_cmp c[] = {
+	const struct scmp_arg_cmp c[] = {
 		SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)level),
 		SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)name),
 	};
@@ -141,20 +141,20 @@ allow_sockopt(scmp_filter_ctx ctx, int level, int name, char *err,
 static int
 allow_sanitizer(scmp_filter_ctx ctx, char *err, size_t errlen)
 {
-	struct scmp_arg_cmp open_ro[] = {
+	const struct scmp_arg_cmp open_ro[] = {
 		SCMP_A1(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY),
 	};
-	struct scmp_arg_cmp open_wo[] = {
+	const struct scmp_arg_cmp open_wo[] = {
 		SCMP_A1(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_WRONLY),
 	};
-	struct scmp_arg_cmp openat_ro[] = {
+	const struct scmp_arg_cmp openat_ro[] = {
 		SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY),
 	};
-	struct scmp_arg_cmp openat_wo[] = {
+	const struct scmp_arg_cmp openat_wo[] = {
 		SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_WRONLY),
 	};
-	struct scmp_arg_cmp setfd[] = { SCMP_A1(SCMP_CMP_EQ, F_SETFD) };
-	struct scmp_arg_cmp tcgets[] = { SCMP_A1(SCMP_CMP_EQ, TCGETS) };
+	const struct scmp_arg_cmp setfd[] = { SCMP_A1(SCMP_CMP_EQ, F_SETFD) };
+	const struct scmp_arg_cmp tcgets[] = { SCMP_A1(SCMP_CMP_EQ, TCGETS) };
 
 	return allow_if(ctx, "open", 1, open_ro, err, errlen) ||
 	    allow_if(ctx, "open", 1, open_wo, err, errlen) ||
@@ -166,7 +166,18 @@ allow_sanitizer(scmp_filter_ctx ctx, char *err, size_t errlen)
 	    allow(ctx, "newfstatat", err, errlen) ||
 	    allow(ctx, "fstat", err, errlen) ||
 	    allow(ctx, "futex", err, errlen) ||
-	    allow(ctx, "sigaltstack", err, errlen) ? -1 : 0;
+	    allow(ctx, "sigaltstack", err, errlen) ||
+	    /* Newer runtimes (Debian 13's GCC 14 and clang 19) and a
+	     * runtime under load: stat and readlink by their *at / statx
+	     * forms, limits, and the backoff of its internal locks.  One
+	     * of these killed a report on a fresh Debian 13, intermittently
+	     * (the kernel had rate-limited the audit line). */
+	    allow(ctx, "statx", err, errlen) ||
+	    allow(ctx, "readlinkat", err, errlen) ||
+	    allow(ctx, "prlimit64", err, errlen) ||
+	    allow(ctx, "sched_yield", err, errlen) ||
+	    allow(ctx, "nanosleep", err, errlen) ||
+	    allow(ctx, "clock_nanosleep", err, errlen) ? -1 : 0;
 }
 #endif
 
@@ -200,7 +211,7 @@ sandbox_enter(const struct sandbox_policy *p, char *err, size_t errlen)
 	/* Sends only on connected sockets: no destination address (TLS
 	 * records, the control socket, journald's socket, which log.c
 	 * connected before the filter). */
-	struct scmp_arg_cmp sendto_connected[] = {
+	const struct scmp_arg_cmp sendto_connected[] = {
 		SCMP_A4(SCMP_CMP_EQ, 0),
 	};
 	/*
@@ -208,20 +219,20 @@ sandbox_enter(const struct sandbox_policy *p, char *err, size_t errlen)
 	 * socket, which the master, every worker and systemd share, would
 	 * stop it listening for all of them, after this worker's death too.
 	 */
-	struct scmp_arg_cmp half_close[] = {
+	const struct scmp_arg_cmp half_close[] = {
 		SCMP_A1(SCMP_CMP_EQ, SHUT_WR),
 	};
 	/* No executable memory: code cannot be written, then run. */
-	struct scmp_arg_cmp no_exec[] = {
+	const struct scmp_arg_cmp no_exec[] = {
 		SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0),
 	};
 	/* abort(): assert(3), _FORTIFY_SOURCE and the stack protector die by
 	 * SIGABRT, on ourselves only; not by SIGSYS, which would mislead. */
-	struct scmp_arg_cmp abort_self[] = {
+	const struct scmp_arg_cmp abort_self[] = {
 		SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()),
 		SCMP_A2(SCMP_CMP_EQ, SIGABRT),
 	};
-	struct scmp_arg_cmp abort_action[] = {
+	const struct scmp_arg_cmp abort_action[] = {
 		SCMP_A0(SCMP_CMP_EQ, SIGABRT),
 	};
 	const char *const *name;
