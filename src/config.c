@@ -62,7 +62,7 @@ static const char *const global_keys[] = {
 	"expiry_warn_days", "ticket_lifetime", "ticket_max_age",
 	"ticket_key_file",
 	"worker_connections", "max_connections_per_identity",
-	"log_refusals_per_second", "sandbox", NULL,
+	"log_refusals_per_second", "sandbox", "metrics", NULL,
 };
 static const char *const listener_keys[] = {
 	"name", "listen", "mode", "tls", "banner", "handshake_timeout",
@@ -1171,6 +1171,67 @@ default_workers(void)
 	return n > (long)MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
 }
 
+/* Same IP address and port (a unix path never clashes with a listener). */
+static bool
+same_inet(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+		    &((const struct sockaddr_in *)b)->sin_addr,
+		    sizeof(struct in_addr)) == 0 &&
+		    ((const struct sockaddr_in *)a)->sin_port ==
+		    ((const struct sockaddr_in *)b)->sin_port;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		    &((const struct sockaddr_in6 *)b)->sin6_addr,
+		    sizeof(struct in6_addr)) == 0 &&
+		    ((const struct sockaddr_in6 *)a)->sin6_port ==
+		    ((const struct sockaddr_in6 *)b)->sin6_port;
+	return false;
+}
+
+/*
+ * metrics = "127.0.0.1:9180" | "[::1]:9180" | "*:9180" | "unix:/path":
+ * where the master serves /metrics, /healthz and /readyz (plain HTTP).
+ */
+static int
+load_metrics(struct loader *l, const config_setting_t *root, struct cfg *c)
+{
+	const char *v, *why = NULL;
+	config_setting_t *s;
+	size_t i;
+
+	if (get_string(l, root, "metrics", false, &v, &s) != 0)
+		return -1;
+	if (v == NULL)
+		return 0;
+	if (strncmp(v, "unix:", 5) != 0 && v[0] == '*') {
+		/* parse_backend_addr refuses the wildcard a server may use. */
+		if (parse_listen(v, &c->metrics_addr, &c->metrics_addrlen,
+		    &why) == 0 && addr_port(&c->metrics_addr) == 0)
+			why = "port must be from 1 to 65535";
+	} else
+		(void)parse_backend_addr(v, &c->metrics_addr,
+		    &c->metrics_addrlen, &why);
+	if (why != NULL) {
+		fail(l, s, "metrics: \"%s\": %s", v, why);
+		return -1;
+	}
+	for (i = 0; i < c->nlisteners; i++)
+		if (same_inet(&c->metrics_addr, &c->listeners[i].addr)) {
+			fail(l, s, "metrics: \"%s\": the address of listener "
+			    "\"%s\" (metrics are plain HTTP, on an address of "
+			    "their own)", v, c->listeners[i].name);
+			return -1;
+		}
+	c->metrics_line = (int)config_setting_source_line(s);
+	if ((c->metrics = xstrdup(l, v)) == NULL)
+		return -1;
+	return 0;
+}
+
 static int
 load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 {
@@ -1283,7 +1344,9 @@ load_root(struct loader *l, const config_setting_t *root, struct cfg *c)
 			return -1;
 		}
 	}
-	return load_listeners(l, root, &d, c);
+	if (load_listeners(l, root, &d, c) != 0)
+		return -1;
+	return load_metrics(l, root, c);
 }
 
 /*
@@ -1602,6 +1665,7 @@ cfg_free(struct cfg *c)
 	file_free(&c->ticket_key_file);
 	strs_free(&c->includes);
 	free(c->user);
+	free(c->metrics);
 	free(c->group);
 	free(c->path);
 	free(c);

@@ -128,6 +128,11 @@ struct cfg {
 	unsigned log_refusals_per_s;  /* logged in full per listener, reason,
 	                                 worker and second; the rest counted */
 	bool sandbox;                 /* workers run under a seccomp filter */
+	char *metrics;                /* metrics endpoint as written ("host:port"
+	                                 or "unix:/path"); NULL: none */
+	struct sockaddr_storage metrics_addr;
+	socklen_t metrics_addrlen;
+	int metrics_line;
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 };
