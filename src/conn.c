@@ -21,6 +21,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "census.h"
@@ -101,6 +102,8 @@ struct conn {
 	bool unauthenticated;     /* verify_client optional, no certificate */
 	char allowed_by[160];     /* the allow rule that admitted the client */
 	uint64_t id_key;          /* census key, 0: not counted */
+	uint64_t start_us, connect_start_us; /* for the histograms */
+	uint64_t counted_in, counted_out; /* bytes already in the stats */
 	char peer[NET_ADDRSTRLEN];
 	struct sockaddr_storage peer_sa;
 	socklen_t peer_len;
@@ -108,13 +111,14 @@ struct conn {
 
 void
 conn_listener_init(struct conn_listener *cl, const struct cfg_listener *cfg,
-    struct tlsctx *tls, unsigned refusals_per_s)
+    struct tlsctx *tls, unsigned refusals_per_s, struct stats_block *stats)
 {
 	const struct cfg_allow *a = &cfg->allow;
 
 	memset(cl, 0, sizeof(*cl));
 	cl->cfg = cfg;
 	cl->tls = tls;
+	cl->stats = stats;
 	lograte_init(&cl->refusals, refusals_per_s);
 	cl->allow.cn = a->cn.v;
 	cl->allow.ncn = a->cn.n;
@@ -156,6 +160,34 @@ static void
 set_deadline(struct conn_set *set, struct conn *c, uint64_t ms)
 {
 	timerq_set(&set->timers, &c->timer, ms);
+}
+
+/* The monotonic clock in microseconds, for the histograms. */
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Bytes moved since the last call go to the listener's counters. */
+static void
+count_bytes(struct conn *c)
+{
+	const struct dir *down = c->ndirs > 1 ? &c->dirs[1] : &c->dirs[0];
+
+	if (c->dirs[0].bytes != c->counted_in) {
+		stats_add(c->l->stats, STATS_BYTES_IN, c->dirs[0].bytes -
+		    c->counted_in);
+		c->counted_in = c->dirs[0].bytes;
+	}
+	if (down->written != c->counted_out) {
+		stats_add(c->l->stats, STATS_BYTES_OUT, down->written -
+		    c->counted_out);
+		c->counted_out = down->written;
+	}
 }
 
 /* A copy buffer for ${d}, if it has none.  False: out of memory. */
@@ -334,6 +366,11 @@ log_close(const struct conn *c, uint64_t now_ms, const char *reason,
 	snprintf(cms, sizeof(cms), "%" PRIu64, c->connect_ms);
 	snprintf(bout, sizeof(bout), "%" PRIu64, up->written);
 	snprintf(bin, sizeof(bin), "%" PRIu64, down->bytes);
+	int backend_failure = stats_backend_index(reason);
+
+	if (backend_failure >= 0)
+		stats_add(c->l->stats, (enum stats_counter)(STATS_BACKEND +
+		    backend_failure), 1);
 	/* A backend that fails us is the operator's problem: say it louder. */
 	int prio = strncmp(reason, "backend-", 8) == 0 &&
 	    strcmp(reason, "backend-closed") != 0 ? LOG_WARNING : LOG_INFO;
@@ -370,6 +407,9 @@ log_refusal(const struct conn *c, uint64_t now_ms, const struct tls_refusal *r)
 		{ "DURATION_MS", dur },
 	};
 
+	/* Counted whether or not it is logged one by one. */
+	stats_add(c->l->stats, (enum stats_counter)(STATS_REFUSAL +
+	    stats_refusal_index(r->token)), 1);
 	if (!lograte_admit(&c->l->refusals, r->token, now_ms))
 		return;
 	snprintf(dur, sizeof(dur), "%" PRIu64, now_ms - c->start_ms);
@@ -455,6 +495,8 @@ conn_free(struct conn_set *set, struct conn *c)
 		c->next->prev = c->prev;
 	set->n--;
 	c->l->active--;
+	count_bytes(c);
+	stats_set(c->l->stats, STATS_ACTIVE, c->l->active);
 	set_deadline(set, c, 0);
 	if (set->census != NULL) {
 		if (c->id_key != 0)
@@ -816,6 +858,8 @@ enter_relay(struct conn *c, uint64_t now_ms)
 	c->state = CONN_RELAY;
 	c->last_ms = now_ms;
 	c->connect_ms = now_ms - c->connect_start_ms;
+	stats_observe(c->l->stats, STATS_BE_BUCKET, STATS_BE_SUM_US,
+	    now_us() - c->connect_start_us);
 	c->relaying = true; /* 0 ms is a real figure on loopback */
 	c->dirs[0].src = &c->client;
 	c->dirs[0].dst = &c->backend;
@@ -844,6 +888,7 @@ start_connect(struct conn_set *set, struct conn *c, uint64_t now_ms)
 
 	c->state = CONN_CONNECTING;
 	c->connect_start_ms = now_ms;
+	c->connect_start_us = now_us();
 	set_deadline(set, c, now_ms + b->connect_timeout_ms);
 	/* The client waits: its bytes stay in the kernel until we relay. */
 	if (arm(set, &c->client, 0) != 0) {
@@ -1108,6 +1153,11 @@ step_handshake(struct conn_set *set, struct conn *c, uint64_t now_ms)
 			    "without an admission decision");
 			return;
 		}
+		stats_add(c->l->stats, (enum stats_counter)(STATS_HS +
+		    2 * (strcmp(tlssess_version(c->client.tls), "TLSv1.3") ==
+		    0) + (tlssess_resumed(c->client.tls) != 0)), 1);
+		stats_observe(c->l->stats, STATS_HS_BUCKET, STATS_HS_SUM_US,
+		    now_us() - c->start_us);
 		c->ndirs = c->l->cfg->mode == CFG_MODE_RELAY ? 2 : 1;
 		if (c->l->cfg->mode == CFG_MODE_RELAY) {
 			start_connect(set, c, now_ms);
@@ -1174,6 +1224,7 @@ step(struct conn_set *set, struct conn *c, uint64_t now_ms)
 	case CONN_DONE:
 		break;
 	}
+	count_bytes(c);
 	if (c->state == CONN_CLOSING)
 		step_closing(set, c, now_ms);
 	if (c->state == CONN_DONE)
@@ -1197,6 +1248,7 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	c->backend.fd = -1;
 	c->l = l;
 	c->start_ms = c->last_ms = now_ms;
+	c->start_us = now_us();
 	if (peerlen <= sizeof(c->peer_sa)) {
 		memcpy(&c->peer_sa, peer, peerlen);
 		c->peer_len = peerlen;
@@ -1214,6 +1266,8 @@ conn_new(struct conn_set *set, struct conn_listener *l, int fd,
 	set->head = c;
 	set->n++;
 	l->active++;
+	stats_add(l->stats, STATS_CONNS, 1);
+	stats_set(l->stats, STATS_ACTIVE, l->active);
 	set_deadline(set, c, now_ms + l->cfg->handshake_timeout_ms);
 	if (set->census != NULL)
 		census_conns_set(set->census, set->worker, set->n);

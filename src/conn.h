@@ -20,6 +20,7 @@
 #include "config.h"
 #include "identity.h"
 #include "lograte.h"
+#include "stats.h"
 #include "timerq.h"
 
 struct tlsctx;
@@ -41,17 +42,19 @@ struct conn_listener {
 	unsigned active; /* connections of this listener in this worker */
 	uint64_t crl_warned_ms; /* last "stale CRL" warning, to rate-limit */
 	struct lograte refusals; /* which refusals are logged one by one */
+	struct stats_block *stats; /* this listener's counters, or NULL */
 };
 
 /**
- * conn_listener_init(cl, cfg, tls, refusals_per_s):
+ * conn_listener_init(cl, cfg, tls, refusals_per_s, stats):
  * Fill ${cl} for listener ${cfg} with TLS context ${tls} (not owned),
  * logging at most ${refusals_per_s} refusals per reason and second one by
- * one (log_refusals_per_second) and counting the rest.
+ * one (log_refusals_per_second) and counting the rest, and counting its
+ * connections in ${stats} (the worker's block for it; NULL: not counted).
  */
 void conn_listener_init(struct conn_listener *cl,
     const struct cfg_listener *cfg, struct tlsctx *tls,
-    unsigned refusals_per_s);
+    unsigned refusals_per_s, struct stats_block *stats);
 
 /**
  * conn_listener_log_suppressed(cl, now_ms, all):

@@ -3,12 +3,14 @@
  *
  * Each worker has its own socket pair with the master (AF_UNIX,
  * SOCK_SEQPACKET: message boundaries kept, EOF when the other side is
- * gone).  A message is two 32-bit numbers, a type and an argument.  The
- * master sends CTL_RETIRE; a worker answers CTL_LEFT.  The worker's end
- * reaching EOF means the master died.  Leaf module: no logging.
+ * gone).  A message is two 32-bit numbers, a type and an argument.  A
+ * worker says CTL_SERVING once it serves its listeners; the master sends
+ * CTL_RETIRE, and a worker answers CTL_LEFT.  The worker's end reaching
+ * EOF means the master died.  Leaf module: no logging.
  *
- * A worker is the untrusted side: the master accepts from it exactly one
- * message type, of exactly this size, and does nothing with its argument.
+ * A worker is the untrusted side: the master accepts from it exactly these
+ * two message types, of exactly this size, each only when it is due, and
+ * does nothing with their argument.
  */
 #ifndef TLS_ECHOD_CTL_H
 #define TLS_ECHOD_CTL_H
@@ -19,6 +21,7 @@ enum ctl_type {
 	CTL_RETIRE = 1, /* master -> worker: stop accepting, drain for
 	                   arg ms (the new configuration's drain_timeout) */
 	CTL_LEFT = 2,   /* worker -> master: I closed my listening sockets */
+	CTL_SERVING = 3, /* worker -> master: set up, serving (for /readyz) */
 };
 
 struct ctl_msg {

@@ -27,6 +27,8 @@
 #include "census.h"
 #include "ctl.h"
 #include "log.h"
+#include "metrics.h"
+#include "metricsd.h"
 #include "net.h"
 #include "notify.h"
 #include "sandbox.h"
@@ -81,6 +83,8 @@ struct proc {
 	uint64_t kill_at_ms;    /* retired generation: when to SIGKILL */
 	bool killed;            /* retired and SIGKILLed: no longer counted */
 	bool sandboxed;         /* under the seccomp filter (SIGSYS: its kill) */
+	bool serving;           /* it said CTL_SERVING */
+	struct metrics_src *ms; /* its counters, or NULL */
 };
 
 struct master {
@@ -91,6 +95,11 @@ struct master {
 	size_t nold, capold;
 	unsigned next_gen;
 	unsigned reloads, failed_reloads;
+	uint64_t reload_failures;  /* all failed reloads, for the metrics */
+	int64_t last_reload_ok;    /* Unix time of the last successful load */
+	uint64_t worker_restarts;
+	struct metrics *metrics;   /* every worker's counters */
+	struct metricsd *msrv;     /* /metrics, /healthz, /readyz; or NULL */
 	char reload_err[200]; /* why the last reload failed, for STATUS= */
 	int sigfd;
 	bool stopping;
@@ -113,9 +122,12 @@ struct master {
 	uint64_t watch_first_ms; /* the first change since the last reload */
 	uint64_t watch_poll_ms;  /* polling fallback: next look */
 	char watch_what[300];    /* what changed, for the log */
-	struct pollfd *pfd;     /* the loop's poll set (sigfd, then ctl fds) */
+	struct sockaddr_storage msrv_addr; /* where msrv listens */
+	struct pollfd *pfd;     /* the loop's poll set (sigfd, ctl fds, then
+	                           the metrics server's) */
 	struct proc **pproc;    /* ... and the worker of each ctl fd */
 	size_t npfd_cap;
+	size_t nctl_pfd;        /* where the metrics server's entries start */
 };
 
 static void maybe_ready(struct master *m, uint64_t now);
@@ -742,6 +754,8 @@ child_close_master_fds(struct master *m)
 	for (i = 0; i < m->nold; i++)
 		if (m->old[i].ctl >= 0)
 			close(m->old[i].ctl);
+	/* Metrics are the master's: no worker may accept or answer there. */
+	metricsd_close_fds(m->msrv);
 }
 
 static void
@@ -760,6 +774,10 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 		return;
 	}
 	p->ctl = fds[0];
+	/* Its counters: mapped now, so that this worker alone inherits them. */
+	if ((p->ms = metrics_src_new(m->metrics, g->cfg, now)) == NULL)
+		log_msg(LOG_WARNING, "worker %u: no memory for its counters: "
+		    "its traffic is missing from the metrics", idx);
 	pid = fork();
 
 	if (pid < 0) {
@@ -767,6 +785,8 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 		    "%u: %s", idx, strerror(errno));
 		proc_ctl_close(p);
 		close(fds[1]);
+		metrics_src_done(m->metrics, p->ms, now);
+		p->ms = NULL;
 		p->respawn_at_ms = now + RESPAWN_MAX_MS;
 		return;
 	}
@@ -781,6 +801,7 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 			.creds = g->creds,
 			.census = g->census,
 			.sandbox = g->sandbox,
+			.stats = p->ms ? metrics_src_stats(p->ms) : NULL,
 		};
 		int status;
 
@@ -797,10 +818,15 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 		free(m->old);
 		free(m->pfd);
 		free(m->pproc);
+		metrics_free_in_worker(m->metrics);
+		metricsd_free_copy(m->msrv);
 		tlsctx_global_free();
 		_exit(status);
 	}
 	close(fds[1]);
+	if (p->ms != NULL && metrics_src_forked(p->ms) != 0)
+		log_msg(LOG_WARNING, "worker %u: madvise(MADV_DONTFORK): %s: "
+		    "later workers inherit its counters", idx, strerror(errno));
 	p->pid = pid;
 	p->gen = g->id;
 	p->idx = idx;
@@ -809,6 +835,7 @@ spawn(struct master *m, unsigned idx, uint64_t now)
 	p->leaving = false;
 	p->warned = false;
 	p->sandboxed = g->sandbox;
+	p->serving = false;
 }
 
 /*
@@ -883,6 +910,8 @@ reap_old(struct master *m, pid_t pid, int st)
 			    m->old[i].idx, m->old[i].gen, (long)pid, how);
 		}
 		proc_ctl_close(&m->old[i]);
+		/* What it counted stays in the totals. */
+		metrics_src_done(m->metrics, m->old[i].ms, worker_now_ms());
 		m->old[i] = m->old[--m->nold];
 		return true;
 	}
@@ -908,7 +937,10 @@ reap(struct master *m, uint64_t now)
 		if (p == NULL)
 			continue;
 		p->pid = 0;
+		p->serving = false;
 		proc_ctl_close(p);
+		metrics_src_done(m->metrics, p->ms, now);
+		p->ms = NULL;
 		/* Its connections died with it: stop counting them (STATUS=,
 		 * per-identity limits) until its replacement starts. */
 		census_worker_start(m->cur->census, p->idx);
@@ -926,6 +958,7 @@ reap(struct master *m, uint64_t now)
 			p->backoff_ms = p->backoff_ms * 2 > RESPAWN_MAX_MS ?
 			    RESPAWN_MAX_MS : p->backoff_ms * 2;
 		p->respawn_at_ms = now + p->backoff_ms;
+		m->worker_restarts++;
 		log_event(LOG_ERR, LOG_ID_WORKER, NULL, 0, "worker %u (pid "
 		    "%ld) %s; restarting in %u ms", p->idx, (long)pid, how,
 		    p->backoff_ms);
@@ -1030,9 +1063,12 @@ retire_current(struct master *m, uint64_t now)
 		if (m->nold == m->capold) {
 			ret = -1; /* untracked: still drains, reaped anyway */
 			proc_ctl_close(p);
+			metrics_src_done(m->metrics, p->ms, now);
+			p->ms = NULL;
 			continue;
 		}
 		m->old[m->nold] = *p;
+		p->ms = NULL; /* moved */
 		m->old[m->nold].kill_at_ms = now + m->next_drain_ms +
 		    KILL_GRACE_MS;
 		m->nold++;
@@ -1081,6 +1117,50 @@ cap_old(struct master *m)
 	}
 }
 
+/*
+ * The metrics socket configuration ${c} asks for, if it is not the one we
+ * have: a new socket in ${*fd} (-1: keep ours, or none wanted).  0, or -1
+ * with a "file:line: metrics: ..." message.
+ */
+static int
+metrics_socket(struct master *m, const struct cfg *c, int *fd, char *err,
+    size_t errlen)
+{
+	char e[200];
+
+	*fd = -1;
+	if (c->metrics == NULL || metricsd_same(m->msrv, &c->metrics_addr))
+		return 0;
+	*fd = metricsd_listen(&c->metrics_addr, c->metrics_addrlen, e,
+	    sizeof(e));
+	if (*fd < 0) {
+		snprintf(err, errlen, "%s:%d: metrics: \"%s\": %s", c->path,
+		    c->metrics_line, c->metrics, e);
+		return -1;
+	}
+	return 0;
+}
+
+/* Serve metrics on ${fd} (from metrics_socket) as ${c} says. */
+static void
+metrics_apply(struct master *m, const struct cfg *c, int fd)
+{
+	if (c->metrics == NULL) {
+		if (metricsd_same(m->msrv, &m->msrv_addr))
+			log_msg(LOG_INFO, "metrics: off");
+		metricsd_set_listener(m->msrv, -1, NULL, 0);
+		memset(&m->msrv_addr, 0, sizeof(m->msrv_addr));
+		return;
+	}
+	if (fd < 0)
+		return; /* the same address: the same socket */
+	metricsd_set_listener(m->msrv, fd, &c->metrics_addr,
+	    c->metrics_addrlen);
+	m->msrv_addr = c->metrics_addr;
+	log_msg(LOG_INFO, "metrics: /metrics, /healthz and /readyz on %s",
+	    c->metrics);
+}
+
 static void
 reload(struct master *m, uint64_t now, const char *why)
 {
@@ -1090,6 +1170,7 @@ reload(struct master *m, uint64_t now, const char *why)
 	char err[600];
 	unsigned k, prev_id = m->cur->id;
 	size_t closed = 0, i;
+	int mfd = -1;
 
 	log_event(LOG_INFO, LOG_ID_RELOAD, NULL, 0, "%s: reloading %s", why,
 	    m->cur->cfg->path);
@@ -1099,9 +1180,15 @@ reload(struct master *m, uint64_t now, const char *why)
 	slots = g == NULL ? NULL : slots_new(g->cfg->workers);
 	if (g != NULL && slots == NULL)
 		snprintf(err, sizeof(err), "out of memory");
+	if (slots != NULL && metrics_socket(m, g->cfg, &mfd, err,
+	    sizeof(err)) != 0) {
+		free(slots);
+		slots = NULL;
+	}
 	if (slots == NULL) {
 		gen_free(g);
 		m->failed_reloads++;
+		m->reload_failures++;
 		snprintf(m->reload_err, sizeof(m->reload_err), "%.*s",
 		    (int)sizeof(m->reload_err) - 1, err);
 		set_status(m);
@@ -1115,6 +1202,7 @@ reload(struct master *m, uint64_t now, const char *why)
 	m->next_gen++;
 	m->reloads++;
 	m->failed_reloads = 0;
+	m->last_reload_ok = (int64_t)time(NULL);
 	for (i = 0; i < m->cur->nls; i++)
 		closed += m->cur->ls[i].fd >= 0;
 	gen_adopt(g, m->cur);
@@ -1129,6 +1217,7 @@ reload(struct master *m, uint64_t now, const char *why)
 	}
 	log_open(cfg_log_target(g->cfg), g->cfg->log != CFG_LOG_AUTO);
 	m->cur = g;
+	metrics_apply(m, g->cfg, mfd);
 	m->slots = slots;
 	m->nslots = g->cfg->workers;
 	for (k = 0; k < m->nslots; k++)
@@ -1142,7 +1231,8 @@ reload(struct master *m, uint64_t now, const char *why)
 	    "generation %u draining", g->id, g->kept, g->opened, closed,
 	    prev_id);
 	m->ready_pending = true;
-	m->ready_at_ms = now + RETIRE_ACK_MS;
+	/* From now: loading the new material may have taken a while. */
+	m->ready_at_ms = worker_now_ms() + RETIRE_ACK_MS;
 	maybe_ready(m, now);
 }
 
@@ -1275,8 +1365,9 @@ on_watch(struct master *m, uint64_t now)
 
 /*
  * What worker ${p} says on its control socket.  A worker is the untrusted
- * side: one message type is expected (CTL_LEFT, after CTL_RETIRE), its
- * argument is ignored, anything else is dropped and reported once.
+ * side: two message types are expected (CTL_SERVING once, CTL_LEFT after
+ * CTL_RETIRE), their argument is ignored, anything else is dropped and
+ * reported once.
  */
 static void
 on_ctl(struct master *m, struct proc *p, short revents, uint64_t now)
@@ -1298,6 +1389,10 @@ on_ctl(struct master *m, struct proc *p, short revents, uint64_t now)
 		}
 		if (r == 1 && msg.type == CTL_LEFT && p->leaving) {
 			p->leaving = false;
+			continue;
+		}
+		if (r == 1 && msg.type == CTL_SERVING && !p->serving) {
+			p->serving = true;
 			continue;
 		}
 		if (!p->warned)
@@ -1422,6 +1517,12 @@ poll_timeout(const struct master *m, uint64_t now)
 	if (m->watch != NULL && watch_fd(m->watch) < 0 &&
 	    m->watch_poll_ms < next)
 		next = m->watch_poll_ms;
+	{
+		uint64_t d = metricsd_next_deadline(m->msrv);
+
+		if (d != 0 && d < next)
+			next = d;
+	}
 	return next > now ? (int)(next - now) : 0;
 }
 
@@ -1482,21 +1583,189 @@ timers(struct master *m, uint64_t now)
 	}
 }
 
+/* --- metrics and health ------------------------------------------------- */
+
+#define DATES_MAX 64 /* per listener */
+
+/* The metric's kind label of a tlsctx_date; NULL for a CRL. */
+static const char *
+date_kind(const char *what)
+{
+	if (strcmp(what, "server certificate") == 0)
+		return "server";
+	if (strcmp(what, "CA") == 0)
+		return "ca";
+	if (strcmp(what, "backend CA") == 0)
+		return "backend_ca";
+	if (strcmp(what, "CRL") == 0)
+		return NULL;
+	return "backend_client";
+}
+
+/*
+ * The dates of the current generation into ${out} (room for nls *
+ * DATES_MAX, names in ${td}): one per listener, kind and name (a CA file
+ * may hold two certificates of one subject), the earliest.
+ */
+static size_t
+collect_dates(const struct gen *g, struct tlsctx_date *td,
+    struct metrics_date *out)
+{
+	size_t i, k, j, n = 0, nd, first;
+
+	for (i = 0; i < g->nls; i++) {
+		nd = tlsctx_dates(g->ls[i].tls, td + i * DATES_MAX, DATES_MAX);
+		first = n;
+		for (k = 0; k < nd; k++) {
+			const struct tlsctx_date *d = &td[i * DATES_MAX + k];
+			const char *kind = date_kind(d->what);
+
+			for (j = first; j < n; j++)
+				if ((kind == NULL) == (out[j].kind == NULL) &&
+				    (kind == NULL || strcmp(kind,
+				    out[j].kind) == 0) &&
+				    strcmp(d->name, out[j].name) == 0)
+					break;
+			if (j < n) {
+				if (d->when < out[j].when)
+					out[j].when = d->when;
+				continue;
+			}
+			out[n].listener = g->ls[i].cfg->name;
+			out[n].kind = kind;
+			out[n].name = d->name;
+			out[n].when = d->when;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Why /readyz says no (a message in ${buf}), or NULL: ready. */
+static const char *
+not_ready(const struct master *m, char *buf, size_t len)
+{
+	int64_t now = (int64_t)time(NULL);
+	struct tlsctx_date d;
+	bool serving = false;
+	size_t i;
+
+	if (m->stopping)
+		return "stopping";
+	if (m->ready_pending)
+		return "reloading: the retired workers are leaving the "
+		    "listening sockets";
+	for (i = 0; i < m->nslots; i++)
+		serving |= m->slots[i].pid != 0 && m->slots[i].serving;
+	if (!serving) {
+		snprintf(buf, len, "starting: no worker of generation %u "
+		    "serves yet", m->cur->id);
+		return buf;
+	}
+	for (i = 0; i < m->cur->nls; i++) {
+		const char *name = m->cur->ls[i].cfg->name;
+
+		if (m->cur->ls[i].fd < 0) {
+			snprintf(buf, len, "listener %s is not bound", name);
+			return buf;
+		}
+		if (tlsctx_dates(m->cur->ls[i].tls, &d, 1) == 1 &&
+		    strcmp(d.what, "server certificate") == 0 &&
+		    d.when < now) {
+			snprintf(buf, len, "listener %s: its server "
+			    "certificate expired", name);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+static void
+reply_text(struct metricsd_reply *r, int status, const char *text)
+{
+	r->status = status;
+	r->type = "text/plain; charset=utf-8";
+	if ((r->body = strdup(text)) == NULL)
+		r->status = 500;
+	else
+		r->len = strlen(text);
+}
+
+static void
+reply_metrics(struct master *m, struct metricsd_reply *r)
+{
+	struct tlsctx_date *td = calloc(m->cur->nls * DATES_MAX, sizeof(*td));
+	struct metrics_date *md = calloc(m->cur->nls * DATES_MAX, sizeof(*md));
+	struct metrics_facts f = {
+		.reloads_ok = m->reloads,
+		.reloads_failed = m->reload_failures,
+		.last_reload_ok = m->last_reload_ok,
+		.worker_restarts = m->worker_restarts,
+		.generation = m->cur->id,
+		.draining = (unsigned)m->nold,
+	};
+	size_t i;
+
+	r->status = 500;
+	if (td == NULL || md == NULL)
+		goto out;
+	for (i = 0; i < m->nslots; i++)
+		f.workers += m->slots[i].pid != 0;
+	f.dates = md;
+	f.ndates = collect_dates(m->cur, td, md);
+	if (metrics_render(m->metrics, &f, worker_now_ms(), &r->body,
+	    &r->len) != 0)
+		goto out;
+	r->status = 200;
+	r->type = "text/plain; version=0.0.4; charset=utf-8";
+out:
+	free(td);
+	free(md);
+}
+
+/* What the metrics server answers for GET ${path}. */
+static void
+serve_http(void *cookie, const char *path, struct metricsd_reply *r)
+{
+	struct master *m = cookie;
+	char why[300], text[340];
+	const char *no;
+
+	if (strcmp(path, "/metrics") == 0)
+		reply_metrics(m, r);
+	else if (strcmp(path, "/healthz") == 0)
+		reply_text(r, 200, "ok\n");
+	else if (strcmp(path, "/readyz") == 0) {
+		if ((no = not_ready(m, why, sizeof(why))) == NULL)
+			reply_text(r, 200, "ready\n");
+		else {
+			snprintf(text, sizeof(text), "not ready: %s\n", no);
+			reply_text(r, 503, text);
+		}
+	} else
+		reply_text(r, 404, "404 Not Found: try /metrics, /healthz or "
+		    "/readyz\n");
+}
+
 /* The poll set: the signalfd, then every worker's control socket. */
 static size_t
 poll_set(struct master *m)
 {
-	size_t want = 2 + m->nslots + m->nold, n = 1, i;
+	size_t want = 2 + m->nslots + m->nold + METRICSD_POLLFDS, n = 1, i;
 
 	if (want > m->npfd_cap) {
 		struct pollfd *pfd = realloc(m->pfd, want * sizeof(*pfd));
 		struct proc **pp;
 
-		if (pfd == NULL)
+		if (pfd == NULL) {
+			m->nctl_pfd = 1;
 			return 1; /* signals still work; retry next round */
+		}
 		m->pfd = pfd;
-		if ((pp = realloc(m->pproc, want * sizeof(*pp))) == NULL)
+		if ((pp = realloc(m->pproc, want * sizeof(*pp))) == NULL) {
+			m->nctl_pfd = 1;
 			return 1;
+		}
 		m->pproc = pp;
 		m->npfd_cap = want;
 	}
@@ -1520,7 +1789,8 @@ poll_set(struct master *m)
 		m->pfd[n].revents = 0;
 		m->pproc[n++] = NULL; /* the watcher, not a worker */
 	}
-	return n;
+	m->nctl_pfd = n;
+	return n + metricsd_poll_fill(m->msrv, m->pfd + n, m->npfd_cap - n);
 }
 
 static void
@@ -1545,11 +1815,15 @@ loop(struct master *m)
 		now = worker_now_ms();
 		/* Workers first: the signals may reap them (and move the
 		 * arrays the poll set points into). */
-		for (i = 1; i < n; i++)
+		for (i = 1; i < m->nctl_pfd && i < n; i++)
 			if (m->pfd[i].revents != 0 && m->pproc[i] != NULL)
 				on_ctl(m, m->pproc[i], m->pfd[i].revents, now);
 			else if (m->pfd[i].revents != 0)
 				on_watch(m, now);
+		/* Before the signals: a reload may replace its socket. */
+		if (n > m->nctl_pfd)
+			metricsd_poll_done(m->msrv, m->pfd + m->nctl_pfd,
+			    n - m->nctl_pfd, now);
 		if (m->pfd[0].revents & POLLIN)
 			on_signals(m, now);
 		timers(m, now);
@@ -1601,7 +1875,7 @@ master_run(struct cfg *c)
 	uint64_t now;
 	size_t i;
 	unsigned k;
-	int status = 1;
+	int status = 1, mfd = -1;
 
 	/*
 	 * Private keys live in this process and its workers: no core dumps,
@@ -1622,10 +1896,20 @@ master_run(struct cfg *c)
 		cfg_free(c);
 		goto fail;
 	}
+	if ((m.metrics = metrics_new()) == NULL ||
+	    (m.msrv = metricsd_new(serve_http, &m)) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		cfg_free(c);
+		goto fail;
+	}
 	/* Ownership of c moves to the generation, even on failure. */
 	if ((m.cur = gen_new(c, NULL, m.next_gen, err, sizeof(err))) == NULL)
 		goto fail;
 	m.next_gen++;
+	m.last_reload_ok = (int64_t)time(NULL);
+	if (metrics_socket(&m, m.cur->cfg, &mfd, err, sizeof(err)) != 0)
+		goto fail;
+	metrics_apply(&m, m.cur->cfg, mfd);
 	m.nslots = m.cur->cfg->workers;
 	if ((m.slots = slots_new(m.nslots)) == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
@@ -1660,6 +1944,8 @@ out:
 		proc_ctl_close(&m.slots[i]);
 	for (i = 0; i < m.nold; i++)
 		proc_ctl_close(&m.old[i]);
+	metricsd_free(m.msrv);
+	metrics_free(m.metrics);
 	gen_free(m.cur);
 	free(m.slots);
 	free(m.old);

@@ -23,6 +23,7 @@
 #include "conn.h"
 #include "log.h"
 #include "sandbox.h"
+#include "stats.h"
 #include "tlsctx.h"
 
 #define TICK_MS 250          /* housekeeping: paused listeners */
@@ -386,7 +387,8 @@ setup(struct worker *w, const struct worker_args *a, char *err, size_t errlen)
 		w->ls[i].kind = EV_LISTENER;
 		w->ls[i].fd = a->listeners[i].fd;
 		conn_listener_init(&w->ls[i].cl, a->listeners[i].cfg,
-		    a->listeners[i].tls, a->cfg->log_refusals_per_s);
+		    a->listeners[i].tls, a->cfg->log_refusals_per_s,
+		    stats_block(a->stats, i));
 		if (listener_register(w, &w->ls[i]) != 0)
 			goto epoll_fail;
 	}
@@ -593,6 +595,10 @@ worker_run(const struct worker_args *a)
 		    "worker %u cannot start: %s", a->index, err);
 		goto out;
 	}
+	/* For /readyz: this generation is served. */
+	if (ctl_send(w.master.fd, CTL_SERVING, 0) != 0)
+		log_msg(LOG_WARNING, "worker %u: cannot tell the master it "
+		    "serves: %s", w.index, strerror(errno));
 	loop(&w);
 	/* Nothing counted is lost: what the last second held, at exit. */
 	log_suppressed(&w, worker_now_ms(), true);

@@ -23,6 +23,7 @@
 
 struct tlsctx;
 struct census;
+struct stats;
 
 struct worker_listener {
 	int fd; /* listening socket, shared by all workers */
@@ -48,6 +49,8 @@ struct worker_args {
 	struct worker_creds creds;
 	struct census *census; /* the generation's shared counts, or NULL */
 	bool sandbox;          /* run under the seccomp filter (sandbox.h) */
+	struct stats *stats;   /* this worker's counters (per listener), or
+	                          NULL */
 };
 
 /**
