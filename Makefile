@@ -202,6 +202,16 @@ $(TESTDIR)/check_client: test/check_client.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_client.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
+# check_metrics: /metrics, /healthz and /readyz of the real daemon (issue
+# 15): counters against the traffic the test made, monotonic across reloads
+# and killed workers, readiness transitions, HTTP garbage, promtool.
+TEST_BINS += $(TESTDIR)/check_metrics
+
+$(TESTDIR)/check_metrics: test/check_metrics.c test/harness.c test/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_metrics.c \
+		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
+
 $(TESTDIR)/check_resume: test/check_resume.c test/harness.c test/harness.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_resume.c \
@@ -234,10 +244,13 @@ $(TESTDIR)/check_lifecycle: test/check_lifecycle.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_lifecycle.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
-# check_units: the worker's deadline heap and the shared census.
+# check_units: the worker's deadline heap, the shared census, the metrics
+# leaves (HTTP reader, stats regions, the master's monotonic totals and
+# exposition).
 TEST_BINS += $(TESTDIR)/check_units
 
-$(TESTDIR)/check_units: test/check_units.c $(OBJDIR)/timerq.o $(OBJDIR)/census.o
+$(TESTDIR)/check_units: test/check_units.c $(OBJDIR)/timerq.o $(OBJDIR)/census.o \
+		$(OBJDIR)/http.o $(OBJDIR)/stats.o $(OBJDIR)/metrics.o
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LIBS)
 
@@ -324,7 +337,7 @@ export FUZZ_CC
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZDIR := $(BUILDDIR)/fuzz
-FUZZ_TARGETS := fuzz_allow fuzz_san fuzz_config fuzz_proxy
+FUZZ_TARGETS := fuzz_allow fuzz_san fuzz_config fuzz_proxy fuzz_http
 export FUZZ_TARGETS
 FUZZ_BINS := $(addprefix $(FUZZDIR)/,$(FUZZ_TARGETS))
 # The drivers and our sources are instrumented; the bundled mbedTLS is not.
@@ -352,6 +365,11 @@ $(FUZZDIR)/fuzz_config: fuzz/fuzz_config.c src/config.c src/config.h
 $(FUZZDIR)/fuzz_proxy: fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_proxy.c src/proxy.c
+
+# The metrics endpoint's request reader: what any local client may send.
+$(FUZZDIR)/fuzz_http: fuzz/fuzz_http.c src/http.c src/http.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_http.c src/http.c
 
 .PHONY: fuzz fuzz-build fuzz-build-maybe fuzz-smoke
 fuzz-build: $(FUZZ_BINS)
@@ -464,7 +482,8 @@ check-asan:
 # off RSS checks, as under ASan.  TLS_ECHOD_SANDBOX=0: workers run without
 # their seccomp filter here, which would kill valgrind's own system calls
 # (every other stage, ASan's included, runs with it).
-VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits check_authn
+VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits check_authn \
+	check_metrics
 VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
 # --vgdb=no: no gdbserver FIFOs in /tmp, which a worker (started as root,
 # running as an unprivileged user) could not remove at exit.  Each log file

@@ -6,7 +6,7 @@
 #                           by function name working); else print why and
 #                           exit 1
 #   fuzz/fuzz.sh [SECONDS]   run $BUILDDIR/fuzz/{fuzz_allow,fuzz_san,
-#                           fuzz_config,fuzz_proxy} (or $FUZZ_TARGETS) for
+#                           fuzz_config,fuzz_proxy,fuzz_http} (or $FUZZ_TARGETS) for
 #                           SECONDS each (default: $FUZZ_SMOKE_SECONDS or 10)
 #
 # Environment: BUILDDIR (default build), FUZZ_CC (default clang),
@@ -78,7 +78,7 @@ fi
 
 passed=0 failed=0
 mkdir -p -- "$root/fuzz/crashes"
-for name in ${FUZZ_TARGETS:-fuzz_allow fuzz_san fuzz_config fuzz_proxy}; do
+for name in ${FUZZ_TARGETS:-fuzz_allow fuzz_san fuzz_config fuzz_proxy fuzz_http}; do
     bin=$builddir/fuzz/$name
     seeds=$root/fuzz/corpus/${name#fuzz_}
     if [[ ! -x $bin ]]; then
