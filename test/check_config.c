@@ -675,6 +675,67 @@ START_TEST(range_limits_are_accepted)
 }
 END_TEST
 
+/* metrics: where the master serves /metrics, /healthz, /readyz. */
+static const struct {
+	const char *text;  /* the metrics line, written at line 2 */
+	const char *why;
+} metrics_bad[] = {
+	{ "metrics = \"127.0.0.1\";", "port missing" },
+	{ "metrics = \"127.0.0.1:0\";", "port must be" },
+	{ "metrics = \"*:0\";", "port must be" },
+	{ "metrics = \"unix:relative.sock\";", "unix:/absolute/path" },
+	{ "metrics = \"unix:\";", "unix:/absolute/path" },
+	{ "metrics = \"example.com:9180\";", "bad" },
+	{ "metrics = 9180;", "must be a string" },
+	/* The listener's own address: plain HTTP never shares a TLS port. */
+	{ "metrics = \"127.0.0.1:8443\";", "the address of listener \"a\"" },
+};
+
+START_TEST(metrics_address_is_checked_with_file_and_line)
+{
+	char name[64];
+	struct cfg *c;
+
+	snprintf(name, sizeof(name), "metrics-bad-%d.conf", _i);
+	c = load_fmt(name,
+	    "log = \"stderr\";\n"
+	    "%s\n"
+	    "listeners = ( { name = \"a\"; listen = \"127.0.0.1:8443\"; %s } );\n",
+	    metrics_bad[_i].text, tls_line);
+	ASSERT_ERR(c, 2, "metrics", metrics_bad[_i].why);
+}
+END_TEST
+
+START_TEST(metrics_addresses_are_accepted_and_off_by_default)
+{
+	static const char *const ok[] = {
+		"metrics = \"127.0.0.1:9180\";", "metrics = \"[::1]:9180\";",
+		"metrics = \"*:9180\";", "metrics = \"localhost:9180\";",
+		"metrics = \"unix:/run/tls-echod/metrics.sock\";",
+		"metrics = \"127.0.0.2:8443\";",
+	};
+	char name[64];
+	struct cfg *c;
+	size_t i;
+
+	c = load_fmt("metrics-unset.conf", "listeners = ( { name = \"a\"; "
+	    "listen = \"127.0.0.1:8443\"; %s } );\n", tls_line);
+	ASSERT_LOADED(c);
+	ck_assert_ptr_null(c->metrics);
+	cfg_free(c);
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(name, sizeof(name), "metrics-ok-%zu.conf", i);
+		c = load_fmt(name, "%s\nlisteners = ( { name = \"a\"; listen = "
+		    "\"127.0.0.1:8443\"; %s } );\n", ok[i], tls_line);
+		ASSERT_LOADED(c);
+		ck_assert_ptr_nonnull(c->metrics);
+		ck_assert_int_eq(c->metrics_line, 1);
+		ck_assert_uint_gt(c->metrics_addrlen, 0);
+		cfg_free(c);
+	}
+}
+END_TEST
+
 /* --- A. required settings ----------------------------------------------- */
 
 START_TEST(config_without_listeners_is_refused)
@@ -2157,6 +2218,9 @@ cfg_load_suite(void)
 	tc = tcase_create("ranges");
 	tcase_add_loop_test(tc, global_value_out_of_range_is_refused, 0,
 	    NELEM(global_out_of_range));
+	tcase_add_loop_test(tc, metrics_address_is_checked_with_file_and_line,
+	    0, NELEM(metrics_bad));
+	tcase_add_test(tc, metrics_addresses_are_accepted_and_off_by_default);
 	tcase_add_loop_test(tc, listener_value_out_of_range_is_refused, 0,
 	    NELEM(listener_out_of_range));
 	tcase_add_test(tc, range_limits_are_accepted);
