@@ -448,7 +448,7 @@ else
 CHECK_SUITES ?= $(TEST_BINS) test/check-man.sh test/check-readme.sh \
 	test/check-bench.sh \
 	test/check-gen-certs.sh test/check-install.sh test/check-walkthrough.sh \
-	$(SYSTEMD_SUITE)
+	test/check-prometheus.sh $(SYSTEMD_SUITE)
 CHECK_ENV =
 endif
 

@@ -33,6 +33,13 @@ packages=(
     llvm                     # llvm-symbolizer: sanitizer reports name their functions,
                              # which fuzz/lsan.supp's suppressions match
     cppcheck shellcheck      # make lint (a stage of make check)
+    # The metrics tests: promtool checks the exposition, a real server
+    # scrapes the daemon (check_metrics, check-prometheus.sh).  About 95 MB
+    # installed, in line with clang and valgrind above; on a host booted
+    # with systemd the package also enables prometheus.service on :9090
+    # (systemctl disable --now prometheus if unwanted), as redis-server
+    # does for its own.
+    prometheus
 )
 
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
