@@ -494,6 +494,9 @@ master_check(const struct cfg *c, FILE *out, char *err, size_t errlen)
 		if (sandbox_off_reason(c) != NULL)
 			fprintf(out, "warning: %s: workers run without their "
 			    "seccomp filter\n", sandbox_off_reason(c));
+		if (c->metrics != NULL)
+			fprintf(out, "metrics: /metrics, /healthz and /readyz "
+			    "on %s\n", c->metrics);
 	}
 	ret = 0;
 out:
