@@ -249,11 +249,21 @@ slot_for_new(struct metricsd *s)
 		    s->c[i].since_ms < oldest->since_ms))
 			oldest = &s->c[i];
 	}
-	/* Full of answers being written: they end by their deadline; the
-	 * newcomer waits in the backlog. */
 	if (oldest != NULL)
 		conn_close(oldest);
 	return oldest;
+}
+
+/* Room for one more: a free slot, or a reader to close for it. */
+static bool
+has_room(const struct metricsd *s)
+{
+	size_t i;
+
+	for (i = 0; i < METRICSD_CONNS; i++)
+		if (s->c[i].st == M_FREE || s->c[i].st == M_READ)
+			return true;
+	return false;
 }
 
 static void
@@ -261,7 +271,7 @@ accept_some(struct metricsd *s, uint64_t now)
 {
 	int i;
 
-	for (i = 0; i < ACCEPTS && s->lfd >= 0; i++) {
+	for (i = 0; i < ACCEPTS && s->lfd >= 0 && has_room(s); i++) {
 		struct mconn *c;
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK |
 		    SOCK_CLOEXEC);
@@ -269,7 +279,7 @@ accept_some(struct metricsd *s, uint64_t now)
 		if (fd < 0)
 			return; /* EAGAIN, or out of fds: try next round */
 		if ((c = slot_for_new(s)) == NULL) {
-			close(fd); /* every slot is answering */
+			close(fd); /* has_room said there was: cannot happen */
 			return;
 		}
 		memset(c, 0, sizeof(*c));
@@ -404,7 +414,9 @@ metricsd_poll_fill(struct metricsd *s, struct pollfd *pfd, size_t max)
 	size_t n = 0, i;
 
 	s->nslot = 0;
-	if (s->lfd >= 0 && n < max) {
+	/* Every slot writing an answer: newcomers wait in the backlog until
+	 * one is done (by its deadline at the latest). */
+	if (s->lfd >= 0 && n < max && has_room(s)) {
 		pfd[n].fd = s->lfd;
 		pfd[n].events = POLLIN;
 		pfd[n].revents = 0;
