@@ -1067,9 +1067,12 @@ START_TEST(tcp_socket_is_kept_across_reloads_and_absent_from_workers)
 	    "/readyz on", NULL), 1);
 	/* The workers hold no socket bound to the metrics port (ss lists
 	 * every process holding it; a fresh worker closes the master's fds
-	 * right after its fork). */
+	 * right after its fork).  Retired workers may still be draining:
+	 * they never had it either. */
 	n = h_daemon_workers(&d, w, 4, 2, IO_MS);
-	ck_assert_int_eq(n, 2);
+	ck_assert_int_ge(n, 2);
+	if (n > 4)
+		n = 4;
 	for (i = 0; i < n; i++) {
 		char cmd[256], err[128];
 		const char *argv[] = { "sh", "-c", cmd, NULL };
