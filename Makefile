@@ -202,9 +202,9 @@ $(TESTDIR)/check_client: test/check_client.c test/harness.c test/harness.h
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ test/check_client.c \
 		test/harness.c $(TEST_LIBS) $(shell pkg-config --libs openssl) -lpthread
 
-# check_metrics: /metrics, /healthz and /readyz of the real daemon (issue
-# 15): counters against the traffic the test made, monotonic across reloads
-# and killed workers, readiness transitions, HTTP garbage, promtool.
+# check_metrics: /metrics, /healthz and /readyz of the real daemon: counters
+# against the traffic the test made, monotonic across reloads and killed
+# workers, readiness transitions, HTTP garbage, promtool.
 TEST_BINS += $(TESTDIR)/check_metrics
 
 $(TESTDIR)/check_metrics: test/check_metrics.c test/harness.c test/harness.h
@@ -482,8 +482,7 @@ check-asan:
 # off RSS checks, as under ASan.  TLS_ECHOD_SANDBOX=0: workers run without
 # their seccomp filter here, which would kill valgrind's own system calls
 # (every other stage, ASan's included, runs with it).
-VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits check_authn \
-	check_metrics
+VALGRIND_SUITES ?= check_daemon check_relay check_lifecycle check_limits check_authn check_metrics
 VG_LOG_DIR = $(abspath $(TESTDIR)/vg-logs)
 # --vgdb=no: no gdbserver FIFOs in /tmp, which a worker (started as root,
 # running as an unprivileged user) could not remove at exit.  Each log file

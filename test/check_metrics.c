@@ -1,6 +1,6 @@
 /*
  * check_metrics: the master's /metrics, /healthz and /readyz against the
- * real daemon (issue 15).
+ * real daemon.
  *
  * Counters are checked against traffic the test made (echo connections in
  * TLS 1.3 and 1.2, a resumption, refusals of known reasons, bytes), stay
