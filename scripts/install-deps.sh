@@ -26,6 +26,7 @@ packages=(
     valgrind
     systemd # systemd-notify, systemd-analyze
     procps
+    iproute2 # ss: check_metrics sees which processes hold the metrics socket
     python3
     redis-server redis-tools # relay tests: a real backend and client
     groff-base groff         # man page lint
