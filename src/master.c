@@ -1126,7 +1126,7 @@ cap_old(struct master *m)
  * with a "file:line: metrics: ..." message.
  */
 static int
-metrics_socket(struct master *m, const struct cfg *c, int *fd, char *err,
+metrics_socket(const struct master *m, const struct cfg *c, int *fd, char *err,
     size_t errlen)
 {
 	char e[200];

@@ -175,7 +175,7 @@ err:
 }
 
 struct stats *
-metrics_src_stats(struct metrics_src *s)
+metrics_src_stats(const struct metrics_src *s)
 {
 	return s->st;
 }

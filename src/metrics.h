@@ -82,7 +82,7 @@ struct metrics_src *metrics_src_new(struct metrics *m, const struct cfg *c,
  * metrics_src_stats(s):
  * The region for the worker (worker_args.stats).
  */
-struct stats *metrics_src_stats(struct metrics_src *s);
+struct stats *metrics_src_stats(const struct metrics_src *s);
 
 /**
  * metrics_src_forked(s):
