@@ -75,7 +75,6 @@ struct tlssess {
 	/* The client's leaf certificate as the verify callback saw it. */
 	int leaf_seen;
 	int depth_exceeded;    /* longer chain than verify_depth allows */
-	int resumed;           /* mbedTLS resumed one of our tickets */
 	int write_pending;     /* a record waits in mbedTLS's output buffer */
 	int notified;          /* our close_notify is out */
 	int server;            /* a client's session (not one to a backend) */
@@ -94,7 +93,8 @@ struct tlssess {
 	int vchain_bad;        /* longer than TLSSESS_CHAIN_MAX */
 	struct ticket_peer *pending; /* the last ticket our parse callback
 	                                accepted, until mbedTLS resumes it */
-	struct ticket_peer *resumed_peer; /* what the resumed ticket carried */
+	struct ticket_peer *resumed_peer; /* what the resumed ticket carried;
+	                                     non-NULL iff mbedTLS resumed */
 	const mbedtls_x509_crt *peer; /* the authenticated client's
 	                                 certificate; NULL: none */
 	int crl_stale;         /* a CRL past its nextUpdate was consulted */
@@ -411,7 +411,6 @@ settle(struct tlssess *s)
 			return MBEDTLS_ERR_SSL_INTERNAL_ERROR; /* no such path */
 		s->resumed_peer = s->pending; /* ownership moves */
 		s->pending = NULL;
-		s->resumed = 1;
 		s->peer = s->resumed_peer->auth ? &s->resumed_peer->chain : NULL;
 		s->crl_stale = s->resumed_peer->crl_stale;
 		return 0;
@@ -901,7 +900,7 @@ tlssess_client_verified(const struct tlssess *s, struct tls_refusal *r)
 
 	/* Resumed: verified when the ticket was made, re-checked when read;
 	 * a ticket without a certificate resumes an unauthenticated client. */
-	if (s->resumed)
+	if (s->resumed_peer != NULL)
 		return s->peer != NULL ? 1 : 0;
 	if (flags == 0)
 		return 1;
@@ -1077,7 +1076,7 @@ tlssess_whoami_json(const struct tlssess *s, const struct identity *id,
 int
 tlssess_resumed(const struct tlssess *s)
 {
-	return s->resumed;
+	return s->resumed_peer != NULL;
 }
 
 void
